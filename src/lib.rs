@@ -1,0 +1,1 @@
+//! mobile-admin: an administration server for mobile security apps speaking aklwngt.
