@@ -1,0 +1,203 @@
+//! Server configuration: defaults in code, then a TOML file, then `MOBILE_ADMIN_*` variables, then flags.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Everything `mobile-admin serve` can be told. Plain data; [`Config::load`] does the layering.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Holds the SQLite database, the generated TLS material, the server secret and (by default) updates.
+    pub data_dir: PathBuf,
+    /// Where devices connect (TLS unless `device_plain_http`).
+    pub device_listen: SocketAddr,
+    /// `sqlite://...` or `postgres://...`; empty means the SQLite file in the data directory.
+    pub database_url: String,
+    /// PEM certificate chain and key; both empty means a self-signed certificate kept in the data directory.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Serve devices over plain HTTP, for deployments behind a TLS-terminating proxy. Never the default.
+    pub device_plain_http: bool,
+    /// Update files served by klft; empty means `DATA_DIR/updates`.
+    pub updates_dir: Option<PathBuf>,
+    pub limits: Limits,
+}
+
+/// Bounds on what one client can make the device listener hold.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body; larger ones are answered 413 without being read.
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers).
+    pub max_header_bytes: usize,
+    /// A client must send a complete request head, and then its body, within this many seconds.
+    pub read_timeout_secs: u64,
+    /// The TLS handshake must finish within this many seconds.
+    pub handshake_timeout_secs: u64,
+    /// Connections beyond this wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests before closing connections.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            device_listen: SocketAddr::from(([0, 0, 0, 0], 13292)),
+            database_url: String::new(),
+            tls_cert: None,
+            tls_key: None,
+            device_plain_http: false,
+            updates_dir: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            read_timeout_secs: 30,
+            handshake_timeout_secs: 10,
+            max_connections: 10_000,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Limits {
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs(self.read_timeout_secs)
+    }
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// Prefix of the environment variables that configure the server; `__` separates nested keys
+/// (`MOBILE_ADMIN_LIMITS__MAX_BODY_BYTES`).
+pub const ENV_PREFIX: &str = "MOBILE_ADMIN_";
+
+impl Config {
+    /// Layers defaults, the optional TOML file, the environment and `overrides` (the command-line flags
+    /// that were given), in that order of increasing precedence.
+    pub fn load(file: Option<&Path>, overrides: impl Serialize) -> Result<Config, figment::Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!(
+                "sqlite://{}",
+                self.data_dir.join("mobile-admin.db").to_string_lossy()
+            )
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn updates_dir(&self) -> PathBuf {
+        self.updates_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("updates"))
+    }
+}
+
+/// Database URLs may carry a password: show only the scheme and host part.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("device_listen", &self.device_listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("device_plain_http", &self.device_plain_http)
+            .field("updates_dir", &self.updates_dir)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Flags {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data_dir: Option<PathBuf>,
+    }
+
+    #[test]
+    fn layers_file_env_and_flags_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "data_dir = \"/from-file\"\ndevice_listen = \"127.0.0.1:1\"\n[limits]\nmax_body_bytes = 10\n",
+            )?;
+            jail.set_env("MOBILE_ADMIN_DEVICE_LISTEN", "127.0.0.1:2");
+            jail.set_env("MOBILE_ADMIN_LIMITS__MAX_CONNECTIONS", "7");
+            let c = Config::load(
+                Some(Path::new("c.toml")),
+                Flags {
+                    data_dir: Some("/from-flag".into()),
+                },
+            )?;
+            assert_eq!(c.data_dir, PathBuf::from("/from-flag"));
+            assert_eq!(c.device_listen, "127.0.0.1:2".parse().unwrap());
+            assert_eq!(c.limits.max_body_bytes, 10);
+            assert_eq!(c.limits.max_connections, 7);
+            assert_eq!(c.limits.read_timeout_secs, 30);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "data_dri = \"x\"\n")?;
+            assert!(Config::load(Some(Path::new("c.toml")), Flags { data_dir: None }).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn default_database_is_sqlite_in_data_dir_and_debug_hides_passwords() {
+        let mut c = Config::default();
+        assert_eq!(c.database_url(), "sqlite://./data/mobile-admin.db");
+        c.database_url = "postgres://admin:secret@db:5432/x".into();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("@db:5432/x"));
+    }
+}

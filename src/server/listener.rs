@@ -1,0 +1,242 @@
+//! The device listener: accepts TCP, terminates TLS, speaks HTTP/1.1 and hands request bodies to a handler.
+//!
+//! Everything here only moves bytes; what the bytes mean is the handler's business. The limits of
+//! [`Limits`] are enforced here, before any protocol code sees the request.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::config::Limits;
+
+/// What a handler returns for one request: the status and the body, always sent as `text/xml`
+/// unless `content_type` says otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn xml(status: StatusCode, body: impl Into<Bytes>) -> Reply {
+        Reply {
+            status,
+            content_type: "text/xml; charset=utf-8",
+            body: body.into(),
+        }
+    }
+    pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+        }
+    }
+}
+
+/// The protocol side of the device port. `post` gets every POST body (the path and SOAPAction are not
+/// significant in aklwngt); `get` serves documents such as the WSDL and returns `None` for unknown paths.
+#[async_trait::async_trait]
+pub trait DeviceHandler: Send + Sync + 'static {
+    async fn post(&self, body: Bytes, peer: SocketAddr) -> Reply;
+    fn get(&self, path: &str, host: Option<&str>) -> Option<Reply>;
+}
+
+/// Serves devices on `listener` until `shutdown` resolves, then stops accepting, lets in-flight requests
+/// finish (up to the grace period) and returns.
+pub async fn run(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: Arc<dyn DeviceHandler>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limits = Arc::new(limits);
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        // Waiting for a permit before accepting leaves excess connections in the kernel's backlog
+        // instead of holding a socket and a task for each.
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Typically EMFILE: back off a little rather than spin.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let tls = tls.clone();
+        let handler = handler.clone();
+        let limits = limits.clone();
+        let watcher = graceful.watcher();
+        let span = info_span!("conn", %peer);
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                match tls {
+                    Some(acceptor) => {
+                        match tokio::time::timeout(limits.handshake_timeout(), acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(stream)) => {
+                                serve_connection(stream, peer, handler, limits, watcher).await
+                            }
+                            Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => debug!("TLS handshake timed out"),
+                        }
+                    }
+                    None => serve_connection(tcp, peer, handler, limits, watcher).await,
+                }
+            }
+            .instrument(span),
+        );
+    }
+    drop(listener);
+    info!("device listener stopped accepting; finishing in-flight requests");
+    if tokio::time::timeout(limits.shutdown_grace(), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("connections still open after the grace period; closing them");
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    handler: Arc<dyn DeviceHandler>,
+    limits: Arc<Limits>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service_limits = limits.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let handler = handler.clone();
+        let limits = service_limits.clone();
+        async move { Ok::<_, Infallible>(respond(req, peer, &*handler, &limits).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(limits.read_timeout())
+        // hyper refuses buffers under 8 KiB; a request head larger than the buffer gets 431.
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = watcher.watch(conn).await {
+        debug!(error = %e, "connection ended with an error");
+    }
+}
+
+async fn respond(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    handler: &dyn DeviceHandler,
+    limits: &Limits,
+) -> Response<Full<Bytes>> {
+    let span = info_span!("request", method = %req.method(), path = %req.uri().path());
+    async move {
+        match *req.method() {
+            Method::POST => {}
+            Method::GET | Method::HEAD => {
+                let host = req
+                    .headers()
+                    .get(hyper::header::HOST)
+                    .and_then(|h| h.to_str().ok());
+                return match handler.get(req.uri().path(), host) {
+                    Some(reply) => to_response(reply, false),
+                    None => to_response(Reply::text(StatusCode::NOT_FOUND, "not found\n"), false),
+                };
+            }
+            _ => {
+                return to_response(
+                    Reply::text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
+                    true,
+                )
+            }
+        }
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limits.max_body_bytes as u64) {
+            warn!(
+                declared,
+                limit = limits.max_body_bytes,
+                "request body too large"
+            );
+            return too_large();
+        }
+        let body = Limited::new(req.into_body(), limits.max_body_bytes).collect();
+        let body = match tokio::time::timeout(limits.read_timeout(), body).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                warn!(limit = limits.max_body_bytes, "request body too large");
+                return too_large();
+            }
+            Ok(Err(e)) => {
+                debug!(error = %e, "request body unreadable");
+                return to_response(
+                    Reply::text(StatusCode::BAD_REQUEST, "unreadable body\n"),
+                    true,
+                );
+            }
+            Err(_) => {
+                warn!("request body not received in time");
+                return to_response(
+                    Reply::text(StatusCode::REQUEST_TIMEOUT, "request timeout\n"),
+                    true,
+                );
+            }
+        };
+        to_response(handler.post(body, peer).await, false)
+    }
+    .instrument(span)
+    .await
+}
+
+fn too_large() -> Response<Full<Bytes>> {
+    // The rest of the body is never read, so the connection cannot be reused.
+    to_response(
+        Reply::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+        true,
+    )
+}
+
+fn to_response(reply: Reply, close: bool) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(reply.body));
+    *response.status_mut() = reply.status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+    if close {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}

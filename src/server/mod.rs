@@ -1,0 +1,116 @@
+//! Process wiring: opens the store, loads TLS, binds the listeners and runs until told to stop.
+
+pub mod listener;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tracing::info;
+
+pub use listener::{DeviceHandler, Reply};
+
+use crate::config::Config;
+use crate::tls;
+
+/// A server that is accepting connections. Dropping it does not stop it; call [`Running::stop`].
+pub struct Running {
+    pub device_addr: SocketAddr,
+    /// SHA-256 fingerprint of the device certificate, `None` on plain HTTP.
+    pub fingerprint: Option<String>,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, waits for in-flight requests (up to the configured grace) and returns.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = self.task.await;
+    }
+
+    /// Resolves when the listener has stopped.
+    pub async fn stopped(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Binds the device port and starts serving `handler`. Returns once the socket is bound, so callers
+/// (and tests, with port 0) can connect immediately.
+pub async fn start(config: &Config, handler: Arc<dyn DeviceHandler>) -> anyhow::Result<Running> {
+    let (acceptor, fingerprint) = if config.device_plain_http {
+        tracing::warn!("device port serves plain HTTP: put a TLS-terminating proxy in front of it");
+        (None, None)
+    } else {
+        let identity = tls::load_or_generate(
+            config.tls_cert.as_deref(),
+            config.tls_key.as_deref(),
+            &config.data_dir,
+        )
+        .context("loading the TLS certificate")?;
+        let fingerprint = identity.fingerprint();
+        info!(
+            certificate = %identity.cert_path.display(),
+            sha256 = %fingerprint,
+            generated = identity.generated,
+            "device TLS certificate"
+        );
+        let server_config = tls::server_config(&identity)?;
+        (Some(TlsAcceptor::from(server_config)), Some(fingerprint))
+    };
+    let listener = TcpListener::bind(config.device_listen)
+        .await
+        .with_context(|| format!("binding the device port {}", config.device_listen))?;
+    let device_addr = listener.local_addr()?;
+    info!(%device_addr, tls = acceptor.is_some(), "listening for devices");
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let limits = config.limits.clone();
+    let task = tokio::spawn(listener::run(listener, acceptor, handler, limits, async {
+        let _ = stop.await;
+    }));
+    Ok(Running {
+        device_addr,
+        fingerprint,
+        shutdown,
+        task,
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => info!("SIGINT received, shutting down"),
+        _ = term => info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Answers every device request with 503 until the protocol service is wired in.
+pub struct Unavailable;
+
+#[async_trait::async_trait]
+impl DeviceHandler for Unavailable {
+    async fn post(&self, _body: bytes::Bytes, _peer: SocketAddr) -> Reply {
+        Reply::text(hyper::StatusCode::SERVICE_UNAVAILABLE, "unavailable\n")
+    }
+    fn get(&self, _path: &str, _host: Option<&str>) -> Option<Reply> {
+        None
+    }
+}

@@ -1,0 +1,217 @@
+//! The process skeleton over real sockets: TLS listener, limits, restart behaviour.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::*;
+use mobile_admin::server::{self, DeviceHandler, Reply};
+
+/// Replies with the request body, so tests can see exactly what reached the protocol side.
+struct Echo;
+
+#[async_trait::async_trait]
+impl DeviceHandler for Echo {
+    async fn post(&self, body: Bytes, _peer: SocketAddr) -> Reply {
+        Reply::xml(StatusCode::OK, body)
+    }
+    fn get(&self, _path: &str, _host: Option<&str>) -> Option<Reply> {
+        None
+    }
+}
+
+#[tokio::test]
+async fn tls_client_posts_and_gets_a_reply_on_a_kept_alive_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let running = server::start(&config, Arc::new(Echo)).await.unwrap();
+    let connector = tls_client(&generated_cert(dir.path()));
+    let mut conn = Connection::open(&connector, running.device_addr).await;
+    for i in 0..3 {
+        let body = format!("<hello n='{i}'/>");
+        let (status, reply) = conn.post(body.clone()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(reply, body.as_bytes());
+    }
+    let (status, _) = conn.request("GET", "/nothing-here", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn restart_reuses_certificate_and_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let url = config.database_url();
+
+    let store = mobile_admin::store::open(&url).await.unwrap();
+    let first = server::start(&config, Arc::new(Echo)).await.unwrap();
+    let fingerprint = first.fingerprint.clone().unwrap();
+    first.stop().await;
+    let groups = store.groups().await.unwrap();
+    store.close().await;
+
+    let store = mobile_admin::store::open(&url).await.unwrap();
+    let second = server::start(&config, Arc::new(Echo)).await.unwrap();
+    assert_eq!(second.fingerprint.as_deref(), Some(fingerprint.as_str()));
+    assert_eq!(store.groups().await.unwrap(), groups);
+    // A client that pinned the first certificate still connects.
+    let connector = tls_client(&generated_cert(dir.path()));
+    let mut conn = Connection::open(&connector, second.device_addr).await;
+    assert_eq!(conn.post("x").await.0, StatusCode::OK);
+    second.stop().await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.limits.max_body_bytes = 1024;
+    let running = server::start(&config, Arc::new(Echo)).await.unwrap();
+    let connector = tls_client(&generated_cert(dir.path()));
+
+    // Declared length over the limit: refused before the body is read.
+    let mut conn = Connection::open(&connector, running.device_addr).await;
+    let (status, _) = conn.post(vec![b'a'; 4096]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Chunked body without a length that grows past the limit.
+    let mut tls = connect_tls(&connector, running.device_addr).await;
+    let chunk = "a".repeat(600);
+    let req = format!(
+        "POST / HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len(),
+        chunk.len()
+    );
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 64];
+    let n = tls.read(&mut head).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+
+    // Exactly at the limit is fine, and the server still answers.
+    let mut conn = Connection::open(&connector, running.device_addr).await;
+    let (status, body) = conn.post(vec![b'b'; 1024]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.len(), 1024);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn silent_clients_are_disconnected_after_the_timeouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.limits.handshake_timeout_secs = 1;
+    config.limits.read_timeout_secs = 1;
+    let running = server::start(&config, Arc::new(Echo)).await.unwrap();
+    let connector = tls_client(&generated_cert(dir.path()));
+
+    // Connects and never starts the TLS handshake.
+    let started = Instant::now();
+    let mut tcp = tokio::net::TcpStream::connect(running.device_addr)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .expect("server must close a silent connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without data");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // Completes TLS, then never sends a request head.
+    let mut tls = connect_tls(&connector, running.device_addr).await;
+    let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+        .await
+        .expect("server must close an idle TLS connection")
+        .unwrap_or(0);
+    // hyper may answer 408 before closing; either way the connection ends.
+    if n > 0 {
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest)).await;
+    }
+
+    // Sends a head promising a body that never comes.
+    let mut tls = connect_tls(&connector, running.device_addr).await;
+    tls.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nabc")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut reply))
+        .await
+        .expect("server must give up on a stalled body")
+        .ok();
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+
+    // The server survived all of that.
+    let mut conn = Connection::open(&connector, running.device_addr).await;
+    assert_eq!(conn.post("still here").await.0, StatusCode::OK);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let running = server::start(&config, Arc::new(Echo)).await.unwrap();
+    let connector = tls_client(&generated_cert(dir.path()));
+    let mut tls = connect_tls(&connector, running.device_addr).await;
+    let big = "x".repeat(64 * 1024);
+    let req = format!("POST / HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\ncontent-length: 0\r\n\r\n");
+    let _ = tls.write_all(req.as_bytes()).await;
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut reply)).await;
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 431"),
+        "{text}"
+    );
+    let mut conn = Connection::open(&connector, running.device_addr).await;
+    assert_eq!(conn.post("ok").await.0, StatusCode::OK);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests() {
+    struct Slow;
+    #[async_trait::async_trait]
+    impl DeviceHandler for Slow {
+        async fn post(&self, body: Bytes, _peer: SocketAddr) -> Reply {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Reply::xml(StatusCode::OK, body)
+        }
+        fn get(&self, _path: &str, _host: Option<&str>) -> Option<Reply> {
+            None
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let running = server::start(&config, Arc::new(Slow)).await.unwrap();
+    let addr = running.device_addr;
+    let connector = tls_client(&generated_cert(dir.path()));
+    let mut conn = Connection::open(&connector, addr).await;
+    let in_flight = tokio::spawn(async move { conn.post("finish me").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    running.stop().await;
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "finish me".as_bytes());
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
