@@ -94,7 +94,10 @@ pub const ENV_PREFIX: &str = "MOBILE_ADMIN_";
 impl Config {
     /// Layers defaults, the optional TOML file, the environment and `overrides` (the command-line flags
     /// that were given), in that order of increasing precedence.
-    pub fn load(file: Option<&Path>, overrides: impl Serialize) -> Result<Config, figment::Error> {
+    pub fn load(
+        file: Option<&Path>,
+        overrides: impl Serialize,
+    ) -> Result<Config, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
@@ -103,6 +106,7 @@ impl Config {
             .merge(Env::prefixed(ENV_PREFIX).split("__"))
             .merge(Serialized::defaults(overrides))
             .extract()
+            .map_err(Box::new)
     }
 
     pub fn database_url(&self) -> String {
@@ -149,6 +153,7 @@ impl fmt::Debug for Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail API returns its own large error type
 mod tests {
     use super::*;
 
@@ -172,7 +177,8 @@ mod tests {
                 Flags {
                     data_dir: Some("/from-flag".into()),
                 },
-            )?;
+            )
+            .map_err(|e| *e)?;
             assert_eq!(c.data_dir, PathBuf::from("/from-flag"));
             assert_eq!(c.device_listen, "127.0.0.1:2".parse().unwrap());
             assert_eq!(c.limits.max_body_bytes, 10);
