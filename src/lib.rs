@@ -5,10 +5,14 @@
 //! - [`tls`]: certificates for the device port (configured or self-signed on first start).
 //! - [`server`]: sockets only — the device listener (TLS, HTTP/1.1, limits) and process wiring.
 //! - [`store`]: persistence behind the [`store::Store`] trait; the only module that writes SQL.
+//! - [`sync`]: the pure sync planner (SPEC section 6).
+//! - [`auth`]: device credential hashing and login throttling.
 
+pub mod auth;
 pub mod config;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod tls;
 
 use anyhow::Context;
