@@ -1,1 +1,3 @@
 //! mobile-admin: an administration server for mobile security apps speaking aklwngt.
+
+pub mod updates;
