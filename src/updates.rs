@@ -401,14 +401,20 @@ impl Inner {
             if (meta.dev(), meta.ino()) != (at_path.dev(), at_path.ino()) {
                 continue;
             }
-            if let (Some(kernel_root), Some(actual)) = (&self.kernel_root, kernel_path(&file)) {
-                if !actual.starts_with(kernel_root) {
-                    return Err(self.outside(name));
-                }
+            if !self.handle_is_under_root(&file) {
+                return Err(self.outside(name));
             }
             return Ok(Opened::Readable { file, meta });
         }
         Err(UpdatesError::Changed)
+    }
+
+    /// Without `/proc` there is nothing more to learn from the handle, and the path checks stand.
+    fn handle_is_under_root(&self, file: &File) -> bool {
+        match (&self.kernel_root, kernel_path(file)) {
+            (Some(root), Some(actual)) => actual.starts_with(root),
+            _ => true,
+        }
     }
 
     fn outside(&self, name: &RelativeName) -> UpdatesError {
@@ -887,6 +893,28 @@ mod tests {
     }
 
     #[test]
+    fn a_rewrite_that_restores_size_and_mtime_is_detected_by_ctime() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, before) = file_with(dir.path(), &[1u8; 1000]);
+        let mtime = file.metadata().unwrap().modified().unwrap();
+        // The change time moves in clock ticks (at most 10 ms on Linux); let one pass.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let result = read_chunk_with(&file, before, 0, 500, DEFAULT_MAX_CHUNK, || {
+            let writer = fs::OpenOptions::new()
+                .write(true)
+                .open(dir.path().join("f.bin"))
+                .unwrap();
+            writer.write_all_at(&[2u8; 1000], 0).unwrap();
+            writer.set_modified(mtime).unwrap();
+        });
+        assert_eq!(
+            FileIdentity::of(&file.metadata().unwrap()).mtime_ns,
+            before.mtime_ns
+        );
+        assert!(matches!(result, Err(UpdatesError::Changed)), "{result:?}");
+    }
+
+    #[test]
     fn a_truncation_during_the_read_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let (file, before) = file_with(dir.path(), &[1u8; 1000]);
@@ -910,6 +938,27 @@ mod tests {
         assert_eq!(chunk.crc, crc32fast::hash(&bytes[100..400]));
         assert_eq!((chunk.start, chunk.full_size), (100, 1000));
         assert_eq!(chunk.identity, before);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_kernel_name_of_a_handle_settles_containment() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("root")).unwrap();
+        fs::write(dir.path().join("root/in.bin"), b"in").unwrap();
+        fs::write(dir.path().join("out.bin"), b"out").unwrap();
+        // A link inside the root: what matters is where the opened file really is.
+        std::os::unix::fs::symlink("../out.bin", dir.path().join("root/link")).unwrap();
+        let updates = UpdatesDir::open(dir.path().join("root"), DEFAULT_MAX_CHUNK).unwrap();
+        let inner = &updates.inner;
+        assert!(inner.kernel_root.is_some(), "/proc/self/fd is not available");
+        let inside = File::open(dir.path().join("root/in.bin")).unwrap();
+        assert!(inner.handle_is_under_root(&inside));
+        let through_link = File::open(dir.path().join("root/link")).unwrap();
+        assert!(!inner.handle_is_under_root(&through_link));
+        // Removed after opening: the kernel appends " (deleted)", and it is still ours.
+        fs::remove_file(dir.path().join("root/in.bin")).unwrap();
+        assert!(inner.handle_is_under_root(&inside));
     }
 
     #[test]
