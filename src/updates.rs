@@ -280,9 +280,14 @@ struct Inner {
 }
 
 enum Opened {
-    Readable { file: File, meta: Metadata },
+    Readable {
+        file: File,
+        meta: Metadata,
+    },
     /// Exists under the root, but opening it was denied; `meta` comes from `lstat`.
-    Unreadable { meta: Metadata },
+    Unreadable {
+        meta: Metadata,
+    },
 }
 
 impl UpdatesDir {
@@ -611,7 +616,10 @@ mod tests {
         assert_eq!(accepted("bases/daily/av.dat"), "bases/daily/av.dat");
         assert_eq!(accepted("bases\\daily\\av.dat"), "bases/daily/av.dat");
         assert_eq!(accepted("bases\\daily/av.dat"), "bases/daily/av.dat");
-        assert_eq!(accepted("./bases//daily\\\\.\\av.dat"), "bases/daily/av.dat");
+        assert_eq!(
+            accepted("./bases//daily\\\\.\\av.dat"),
+            "bases/daily/av.dat"
+        );
         assert_eq!(accepted("bases/"), "bases");
         assert_eq!(accepted("a.b/.hidden/x..y/..z"), "a.b/.hidden/x..y/..z");
         assert_eq!(accepted("обновление/файл.bin"), "обновление/файл.bin");
@@ -645,14 +653,7 @@ mod tests {
     #[test]
     fn parent_components_are_refused() {
         for name in [
-            "..",
-            "../x",
-            "a/../b",
-            "a\\..\\b",
-            "a/..",
-            "a\\..",
-            "./..",
-            "a//..//b",
+            "..", "../x", "a/../b", "a\\..\\b", "a/..", "a\\..", "./..", "a//..//b",
         ] {
             assert_eq!(refused(name), "'..' component", "{name:?}");
         }
@@ -691,15 +692,7 @@ mod tests {
     #[test]
     fn control_characters_are_refused() {
         for name in [
-            "a\0b",
-            "\0",
-            "a\nb",
-            "a\rb",
-            "a\tb",
-            "\x1b[0m",
-            "a\x7f",
-            "a\u{85}b",
-            "a/\u{9b}",
+            "a\0b", "\0", "a\nb", "a\rb", "a\tb", "\x1b[0m", "a\x7f", "a\u{85}b", "a/\u{9b}",
         ] {
             assert_eq!(refused(name), "control character in name", "{name:?}");
         }
@@ -951,7 +944,10 @@ mod tests {
         std::os::unix::fs::symlink("../out.bin", dir.path().join("root/link")).unwrap();
         let updates = UpdatesDir::open(dir.path().join("root"), DEFAULT_MAX_CHUNK).unwrap();
         let inner = &updates.inner;
-        assert!(inner.kernel_root.is_some(), "/proc/self/fd is not available");
+        assert!(
+            inner.kernel_root.is_some(),
+            "/proc/self/fd is not available"
+        );
         let inside = File::open(dir.path().join("root/in.bin")).unwrap();
         assert!(inner.handle_is_under_root(&inside));
         let through_link = File::open(dir.path().join("root/link")).unwrap();

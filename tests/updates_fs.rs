@@ -131,7 +131,11 @@ async fn needed_size_is_capped() {
     assert_eq!(chunk.data, &bytes[10..10 + 32_768]);
     assert_eq!(chunk.full_size, 100_000);
 
-    let chunk = scratch.updates.chunk("f.bin", 99_995, u64::MAX).await.unwrap();
+    let chunk = scratch
+        .updates
+        .chunk("f.bin", 99_995, u64::MAX)
+        .await
+        .unwrap();
     assert_eq!(chunk.data, &bytes[99_995..]);
     assert_eq!(chunk.crc, crc32fast::hash(&bytes[99_995..]));
 
@@ -208,9 +212,15 @@ async fn missing_files_are_not_found() {
     scratch.write("f.bin", b"x");
     for name in ["nope.bin", "nodir/nope.bin", "f.bin/below-a-file"] {
         let err = scratch.updates.info(name).await.unwrap_err();
-        assert!(matches!(err, UpdatesError::NotFound), "info({name:?}): {err:?}");
+        assert!(
+            matches!(err, UpdatesError::NotFound),
+            "info({name:?}): {err:?}"
+        );
         let err = scratch.updates.chunk(name, 0, 10).await.unwrap_err();
-        assert!(matches!(err, UpdatesError::NotFound), "chunk({name:?}): {err:?}");
+        assert!(
+            matches!(err, UpdatesError::NotFound),
+            "chunk({name:?}): {err:?}"
+        );
         scratch.assert_no_paths(&err);
     }
 }
@@ -225,7 +235,10 @@ async fn invalid_names_never_reach_the_disk() {
         "x/../../outside/secret.txt",
     ] {
         let err = scratch.updates.chunk(name, 0, 100).await.unwrap_err();
-        assert!(matches!(err, UpdatesError::InvalidName(_)), "{name:?}: {err:?}");
+        assert!(
+            matches!(err, UpdatesError::InvalidName(_)),
+            "{name:?}: {err:?}"
+        );
     }
     let absolute = scratch.outside().join("secret.txt");
     let err = scratch
@@ -239,7 +252,11 @@ async fn invalid_names_never_reach_the_disk() {
 #[tokio::test]
 async fn a_link_to_a_file_outside_is_refused() {
     let scratch = Scratch::new(DEFAULT_MAX_CHUNK);
-    symlink(scratch.outside().join("secret.txt"), scratch.root().join("abs")).unwrap();
+    symlink(
+        scratch.outside().join("secret.txt"),
+        scratch.root().join("abs"),
+    )
+    .unwrap();
     symlink("../outside/secret.txt", scratch.root().join("rel")).unwrap();
     // A chain: an inside link pointing at a link that leaves.
     symlink("rel", scratch.root().join("chain")).unwrap();
@@ -267,7 +284,12 @@ async fn links_inside_the_root_are_followed() {
     symlink("real/v2.bin", scratch.root().join("current.bin")).unwrap();
     symlink(scratch.root().join("real"), scratch.root().join("latest")).unwrap();
     symlink("../real/v2.bin", scratch.root().join("real/alias.bin")).unwrap();
-    for name in ["current.bin", "latest/v2.bin", "real/alias.bin", "latest/alias.bin"] {
+    for name in [
+        "current.bin",
+        "latest/v2.bin",
+        "real/alias.bin",
+        "latest/alias.bin",
+    ] {
         let chunk = scratch.updates.chunk(name, 0, 100).await.unwrap();
         assert_eq!(chunk.data, b"version two", "{name:?}");
     }
@@ -297,7 +319,11 @@ async fn an_unreadable_file_is_reported_as_such() {
     let info = scratch.updates.info("locked.bin").await.unwrap();
     assert!(!info.readable && !info.is_dir);
     assert_eq!(info.size, 1);
-    let err = scratch.updates.chunk("locked.bin", 0, 10).await.unwrap_err();
+    let err = scratch
+        .updates
+        .chunk("locked.bin", 0, 10)
+        .await
+        .unwrap_err();
     assert!(matches!(err, UpdatesError::Refused(_)), "{err:?}");
 }
 
@@ -315,9 +341,17 @@ async fn a_file_replaced_by_rename_between_chunks_is_caught() {
     // How publishing tools install a new version: write beside, rename over.
     let new = random_bytes(100_000, 6);
     scratch.write("f.bin.tmp", &new);
-    fs::rename(scratch.root().join("f.bin.tmp"), scratch.root().join("f.bin")).unwrap();
+    fs::rename(
+        scratch.root().join("f.bin.tmp"),
+        scratch.root().join("f.bin"),
+    )
+    .unwrap();
 
-    let second = scratch.updates.chunk("f.bin", 32_768, 32_768).await.unwrap();
+    let second = scratch
+        .updates
+        .chunk("f.bin", 32_768, 32_768)
+        .await
+        .unwrap();
     assert_ne!(second.identity, first.identity);
     assert!(matches!(
         guard.check("f.bin", second.start, second.identity),
@@ -329,9 +363,15 @@ async fn a_file_replaced_by_rename_between_chunks_is_caught() {
         Err(UpdatesError::Changed)
     ));
     let restart = scratch.updates.chunk("f.bin", 0, 32_768).await.unwrap();
-    guard.check("f.bin", restart.start, restart.identity).unwrap();
+    guard
+        .check("f.bin", restart.start, restart.identity)
+        .unwrap();
     assert_eq!(restart.data, &new[..32_768]);
-    let next = scratch.updates.chunk("f.bin", 32_768, 32_768).await.unwrap();
+    let next = scratch
+        .updates
+        .chunk("f.bin", 32_768, 32_768)
+        .await
+        .unwrap();
     guard.check("f.bin", next.start, next.identity).unwrap();
     assert_eq!(next.data, &new[32_768..65_536]);
 }
@@ -354,7 +394,11 @@ async fn a_file_rewritten_in_place_between_chunks_is_caught() {
     drop(file);
     assert_eq!(fs::metadata(&path).unwrap().ino(), inode, "not in place");
 
-    let second = scratch.updates.chunk("f.bin", 32_768, 32_768).await.unwrap();
+    let second = scratch
+        .updates
+        .chunk("f.bin", 32_768, 32_768)
+        .await
+        .unwrap();
     assert_eq!(second.full_size, 120_000);
     assert!(matches!(
         guard.check("f.bin", second.start, second.identity),
@@ -378,7 +422,11 @@ async fn a_same_size_rewrite_with_a_new_mtime_is_caught() {
         .unwrap();
     drop(file);
 
-    let second = scratch.updates.chunk("f.bin", 10_000, 10_000).await.unwrap();
+    let second = scratch
+        .updates
+        .chunk("f.bin", 10_000, 10_000)
+        .await
+        .unwrap();
     assert_eq!(second.full_size, 50_000);
     assert!(matches!(
         guard.check("f.bin", second.start, second.identity),
