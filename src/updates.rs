@@ -57,8 +57,8 @@
 //!   is treated as a resumption.
 //! - An in-place rewrite is detected through its size and timestamps. Timestamps move in clock
 //!   ticks (a few milliseconds on Linux), so a same-size rewrite within one tick of the previous
-//!   write can go unnoticed. Replacing a file by renaming a new one over it changes the inode and
-//!   is always detected.
+//!   write can go unnoticed. Replacing a file by renaming a new one over it changes the inode, which
+//!   is detected whatever the timestamps say.
 //!
 //! This module uses Unix file metadata and positioned reads; the server targets Unix systems.
 
