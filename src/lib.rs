@@ -7,6 +7,7 @@
 //! - [`store`]: persistence behind the [`store::Store`] trait; the only module that writes SQL.
 //! - [`sync`]: the pure sync planner (SPEC section 6).
 //! - [`auth`]: device credential hashing and login throttling.
+//! - [`updates`]: the update-file directory served by klft (path safety, chunked reads).
 
 pub mod auth;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod server;
 pub mod store;
 pub mod sync;
 pub mod tls;
+pub mod updates;
 
 use anyhow::Context;
 
