@@ -520,7 +520,7 @@ where
 
 /// Per-session memory of which version of each file a device is downloading, so that it never
 /// stitches two versions together (see the module documentation for the rules and their limits).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DownloadGuard {
     /// Least recently used first; a handful of entries, so a linear scan beats a map.
     entries: VecDeque<(RelativeName, Seen)>,
@@ -549,8 +549,9 @@ impl DownloadGuard {
     /// A guard remembering `capacity` names (at least one).
     pub fn with_capacity(capacity: usize) -> DownloadGuard {
         let capacity = capacity.max(1);
+        // Most sessions download nothing: allocate on first use.
         DownloadGuard {
-            entries: VecDeque::with_capacity(capacity),
+            entries: VecDeque::new(),
             capacity,
         }
     }

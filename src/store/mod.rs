@@ -2,7 +2,14 @@
 
 use std::sync::Arc;
 
+use time::OffsetDateTime;
+
+use crate::soap::{Params, Value};
+
+pub mod model;
 pub mod sqlite;
+
+pub use model::*;
 
 /// Why a storage operation failed. Never shown to devices as is: the protocol layer maps it to a
 /// generic "unavailable" error so that SQL and paths do not leak.
@@ -14,6 +21,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL (expected sqlite:// or postgres://)")]
     UnsupportedUrl,
+    #[error("the store is closed")]
+    Closed,
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -39,6 +50,7 @@ pub const ROOT_GROUP: i64 = 1;
 pub const UNASSIGNED_GROUP: i64 = 2;
 
 /// Everything the server persists. One implementation per database; the protocol code sees only this.
+/// Writes are durable when the call returns.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
@@ -46,8 +58,65 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<()>;
     /// Flushes and closes connections; later calls fail.
     async fn close(&self);
-    async fn groups(&self) -> Result<Vec<Group>>;
+
+    // --- devices and enrolment ---
+    async fn device_login(&self, device_id: &str) -> Result<Option<DeviceLogin>>;
+    /// Records the password of a device on first contact: inserts it, or sets the credential of a
+    /// pre-registered (or reset) row. `None` when another login enrolled the id first.
+    async fn enrol_device(
+        &self,
+        device_id: &str,
+        credential: &[u8],
+        seen: &Seen,
+    ) -> Result<Option<i64>>;
+    /// Pre-registers a device id (for closed enrolment). Idempotent; returns the row id.
+    async fn register_device(&self, device_id: &str, actor: &str) -> Result<i64>;
+    /// Forgets a device's credential so that it enrols again on its next login.
+    async fn reset_device(&self, device_id: &str, actor: &str) -> Result<bool>;
+    async fn set_device_blocked(&self, device_id: &str, blocked: bool, actor: &str)
+        -> Result<bool>;
+    async fn touch_device(&self, device: i64, seen: &Seen) -> Result<()>;
     async fn device_count(&self) -> Result<i64>;
+
+    // --- sync ---
+    async fn sync_record(&self, device: i64) -> Result<SyncRecord>;
+    async fn settings(&self, device: i64) -> Result<SettingsRecord>;
+    /// Persists one sync result with the device's sync state, in one transaction.
+    async fn record_result(
+        &self,
+        device: i64,
+        result: &SyncResult,
+        now: OffsetDateTime,
+    ) -> Result<Recorded>;
+    async fn revisions(&self) -> Result<Revisions>;
+    /// The ids from the root down to `group`.
+    async fn group_chain(&self, group: i64) -> Result<Vec<i64>>;
+    async fn policy_rows(&self, groups: &[i64]) -> Result<Vec<PolicyRow>>;
+    async fn subscription_rows(&self, groups: &[i64]) -> Result<Vec<SubscriptionRow>>;
+
+    // --- administration ---
+    async fn groups(&self) -> Result<Vec<Group>>;
+    /// The child of `parent` called `name`, created if missing.
+    async fn ensure_group(&self, parent: i64, name: &str) -> Result<i64>;
+    async fn move_device(&self, device_id: &str, group: i64, actor: &str) -> Result<bool>;
+    /// Merges `changes` into the device's pending settings; they are pushed at its next sync.
+    async fn queue_settings(&self, device_id: &str, changes: &Params, actor: &str) -> Result<bool>;
+    async fn set_policy(
+        &self,
+        group: i64,
+        path: &str,
+        value: &Value,
+        locked: bool,
+        actor: &str,
+    ) -> Result<()>;
+    async fn set_subscription(
+        &self,
+        group: i64,
+        severity: i32,
+        event_type: &str,
+        subscribed: bool,
+        actor: &str,
+    ) -> Result<()>;
 }
 
 /// Opens the database named by `url`, creating it if needed, and applies the migrations.
@@ -59,4 +128,16 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     } else {
         Err(StoreError::UnsupportedUrl)
     }
+}
+
+/// Timestamps are stored as RFC 3339 UTC text in SQLite (readable by admins in any SQL shell).
+pub(crate) fn timestamp(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("any UTC date formats as RFC 3339")
+}
+
+/// The `value_type`/`value` columns of a policy row for a parameter value.
+pub fn policy_value(value: &Value) -> Result<(&'static str, String)> {
+    crate::sync::policy::encode_row_value(value).map_err(StoreError::Invalid)
 }

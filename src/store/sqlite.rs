@@ -1,15 +1,37 @@
-//! The SQLite backend: one file, WAL journal, foreign keys on, fsync on commit.
+//! The SQLite backend: one file, WAL journal, foreign keys on, fsync on commit, group commit for writes.
+//!
+//! SQLite allows one writer at a time, and every commit costs an fsync. So all writes go through one
+//! connection owned by a writer task: it takes every write that is waiting, runs each in its own
+//! savepoint inside one transaction, commits once, and only then answers each caller. Under load many
+//! writes share one fsync; a failing write rolls back its savepoint alone. Reads use a separate pool
+//! (WAL lets them run beside the writer).
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use futures_util::future::BoxFuture;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqlitePool};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
 
-use super::{Backend, Group, Result, Store};
+use super::*;
+use crate::soap::{AppInfo, AppState, LicKeyInfo, Params, Value};
+use crate::sync::Known;
+
+/// Most writes folded into one transaction; bounds the time a batch holds the write lock.
+const MAX_BATCH: usize = 512;
+
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// `None` asks the writer to finish what is queued and stop.
+    writer: mpsc::Sender<Option<Job>>,
+    writer_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl SqliteStore {
@@ -20,7 +42,7 @@ impl SqliteStore {
             // FULL: an acknowledged write survives power loss, not only a crash of this process.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(30));
         if let Some(dir) = options.get_filename().parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
@@ -28,10 +50,245 @@ impl SqliteStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .min_connections(1)
+            .connect_with(options.clone())
             .await?;
-        Ok(SqliteStore { pool })
+        let conn = SqliteConnection::connect_with(&options).await?;
+        let (writer, jobs) = mpsc::channel(4 * MAX_BATCH);
+        let task = tokio::spawn(write_loop(conn, jobs));
+        Ok(SqliteStore {
+            pool,
+            writer,
+            writer_task: std::sync::Mutex::new(Some(task)),
+        })
     }
+
+    /// Runs `f` in the shared write transaction and returns its result once the transaction committed.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        let (done, result) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |conn| {
+            Box::pin(async move {
+                let outcome = f(conn).await;
+                let ok = outcome.is_ok();
+                let finish: Finish = Box::new(move |committed: Result<(), String>| {
+                    let _ = done.send(match committed {
+                        Ok(()) => outcome,
+                        Err(e) if ok => Err(StoreError::Invalid(format!("commit failed: {e}"))),
+                        Err(_) => outcome,
+                    });
+                });
+                (ok, finish)
+            })
+        });
+        self.writer
+            .send(Some(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn write_loop(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Option<Job>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut closing = false;
+    while !closing && jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        closing = batch.iter().any(Option::is_none);
+        let mut finishers = Vec::with_capacity(batch.len());
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await {
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            // Dropping the jobs closes their reply channels: each caller gets an error, nothing ran.
+            batch.clear();
+            continue;
+        }
+        for job in batch.drain(..).flatten() {
+            let _ = sqlx::query("SAVEPOINT job").execute(&mut conn).await;
+            let (ok, finish) = job(&mut conn).await;
+            if !ok {
+                let _ = sqlx::query("ROLLBACK TO job").execute(&mut conn).await;
+            }
+            let _ = sqlx::query("RELEASE job").execute(&mut conn).await;
+            finishers.push(finish);
+        }
+        let committed = sqlx::query("COMMIT")
+            .execute(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "write transaction failed to commit");
+            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+        }
+        for finish in finishers {
+            finish(committed.clone());
+        }
+    }
+    let _ = conn.close().await;
+}
+
+fn ts(t: OffsetDateTime) -> String {
+    timestamp(t)
+}
+
+fn opt_ts(t: Option<OffsetDateTime>) -> Option<String> {
+    t.map(ts)
+}
+
+fn to_json(p: &Params) -> String {
+    serde_json::to_string(p).expect("params always serialise")
+}
+
+fn from_json(text: Option<String>) -> Result<Option<Params>> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
+}
+
+async fn audit(
+    conn: &mut SqliteConnection,
+    actor: &str,
+    action: &str,
+    object: &str,
+    details: serde_json::Value,
+) -> Result<()> {
+    sqlx::query("INSERT INTO audit (actor, action, object, details) VALUES (?, ?, ?, ?)")
+        .bind(actor)
+        .bind(action)
+        .bind(object)
+        .bind(details.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn ensure_group_in(conn: &mut SqliteConnection, parent: i64, name: &str) -> Result<i64> {
+    sqlx::query("INSERT INTO groups (parent_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING")
+        .bind(parent)
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    Ok(
+        sqlx::query_scalar("SELECT id FROM groups WHERE parent_id = ? AND name = ?")
+            .bind(parent)
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
+/// Device row id for a DeviceId, inside a write.
+async fn device_row(conn: &mut SqliteConnection, device_id: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT id FROM devices WHERE device_id = ?")
+        .bind(device_id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+async fn upsert_app_info(conn: &mut SqliteConnection, device: i64, info: &AppInfo, now: &str) -> Result<()> {
+    let p = &info.prod_info;
+    let d = &info.dev_info;
+    let none = LicKeyInfo::default();
+    let (cur, has_cur) = match &info.license_info.key_current {
+        Some(k) => (k, true),
+        None => (&none, false),
+    };
+    let (next, has_next) = match &info.license_info.key_next {
+        Some(k) => (k, true),
+        None => (&none, false),
+    };
+    let mut q = sqlx::query(
+        "INSERT OR REPLACE INTO device_app_info (device, product_name, product_version, install_time,
+            display_name, prod_version,
+            key_current_type, key_current_prod_suite_id, key_current_app_id, key_current_install_date,
+            key_current_expiration_date, key_current_lic_period, key_current_lic_count, key_current_serial,
+            key_current_maj_ver, key_current_prod_name,
+            key_next_type, key_next_prod_suite_id, key_next_app_id, key_next_install_date,
+            key_next_expiration_date, key_next_lic_period, key_next_lic_count, key_next_serial,
+            key_next_maj_ver, key_next_prod_name,
+            presumed_name, presumed_group, os_type, os_ver_major, os_ver_minor, os_manufacturer, os_name,
+            os_ver, memory, processor_family, system_name, system_type, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                 ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(device)
+    .bind(&p.product_name)
+    .bind(&p.product_version)
+    .bind(ts(p.install_time))
+    .bind(&p.display_name)
+    .bind(&p.prod_version);
+    for (k, present) in [(cur, has_cur), (next, has_next)] {
+        q = q
+            .bind(present.then_some(k.key_type))
+            .bind(present.then_some(k.key_prod_suite_id))
+            .bind(present.then_some(k.key_app_id))
+            .bind(present.then(|| ts(k.key_install_date)))
+            .bind(present.then(|| ts(k.key_expiration_date)))
+            .bind(present.then_some(k.key_lic_period))
+            .bind(k.key_lic_count.filter(|_| present))
+            .bind(present.then(|| k.key_serial.clone()))
+            .bind(present.then(|| k.key_maj_ver.clone()))
+            .bind(present.then(|| k.key_prod_name.clone()));
+    }
+    q.bind(&d.presumed_name)
+        .bind(&d.presumed_group)
+        .bind(d.os_type)
+        .bind(d.os_ver_major)
+        .bind(d.os_ver_minor)
+        .bind(&d.os_manufacturer)
+        .bind(&d.os_name)
+        .bind(&d.os_ver)
+        // SQLite integers are signed; memory sizes beyond i64 are not real devices.
+        .bind(d.memory.map(|m| i64::try_from(m).unwrap_or(i64::MAX)))
+        .bind(&d.processor_family)
+        .bind(&d.system_name)
+        .bind(&d.system_type)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn upsert_app_state(conn: &mut SqliteConnection, device: i64, s: &AppState, now: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT OR REPLACE INTO device_app_state (device, state_app, state_rtp, last_full_scan,
+            last_update_time, bases_date, bases_install_date, bases_records, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(device)
+    .bind(s.state_app)
+    .bind(s.state_rtp)
+    .bind(opt_ts(s.last_full_scan))
+    .bind(opt_ts(s.last_update_time))
+    .bind(opt_ts(s.bases_date))
+    .bind(opt_ts(s.bases_install_date))
+    .bind(s.bases_records)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets columns of the device's sync row (creating the row), plus the last sync time.
+async fn set_sync(
+    conn: &mut SqliteConnection,
+    device: i64,
+    assignments: &str,
+    values: Vec<Option<Vec<u8>>>,
+    now: &str,
+) -> Result<()> {
+    sqlx::query("INSERT OR IGNORE INTO device_sync (device) VALUES (?)")
+        .bind(device)
+        .execute(&mut *conn)
+        .await?;
+    let sql = format!("UPDATE device_sync SET last_sync_at = ?, {assignments} WHERE device = ?");
+    let mut q = sqlx::query(&sql).bind(now);
+    for v in values {
+        q = q.bind(v);
+    }
+    q.bind(device).execute(&mut *conn).await?;
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -41,14 +298,372 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&self.pool)
-            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
         Ok(())
     }
 
     async fn close(&self) {
+        let task = self.writer_task.lock().unwrap().take();
+        if let Some(task) = task {
+            let _ = self.writer.send(None).await;
+            let _ = task.await;
+        }
         self.pool.close().await;
+    }
+
+    async fn device_login(&self, device_id: &str) -> Result<Option<DeviceLogin>> {
+        let row = sqlx::query("SELECT id, credential, status FROM devices WHERE device_id = ?")
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| DeviceLogin {
+            id: r.get(0),
+            credential: r.get(1),
+            blocked: r.get::<String, _>(2) == "blocked",
+        }))
+    }
+
+    async fn enrol_device(&self, device_id: &str, credential: &[u8], seen: &Seen) -> Result<Option<i64>> {
+        let (device_id, credential) = (device_id.to_string(), credential.to_vec());
+        let (at, address) = (ts(seen.at), seen.address.clone());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let updated = sqlx::query(
+                    "UPDATE devices SET credential = ?, first_seen = coalesce(first_seen, ?),
+                         last_seen = ?, last_address = ?
+                     WHERE device_id = ? AND credential IS NULL RETURNING id",
+                )
+                .bind(&credential)
+                .bind(&at)
+                .bind(&at)
+                .bind(&address)
+                .bind(&device_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some(row) = updated {
+                    return Ok(Some(row.get(0)));
+                }
+                let inserted = sqlx::query(
+                    "INSERT INTO devices (device_id, credential, first_seen, last_seen, last_address)
+                     VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO NOTHING RETURNING id",
+                )
+                .bind(&device_id)
+                .bind(&credential)
+                .bind(&at)
+                .bind(&at)
+                .bind(&address)
+                .fetch_optional(&mut *conn)
+                .await?;
+                Ok(inserted.map(|r| r.get(0)))
+            })
+        })
+        .await
+    }
+
+    async fn register_device(&self, device_id: &str, actor: &str) -> Result<i64> {
+        let (device_id, actor) = (device_id.to_string(), actor.to_string());
+        self.write(move |conn| {
+            Box::pin(async move {
+                if let Some(id) = device_row(conn, &device_id).await? {
+                    return Ok(id);
+                }
+                let id: i64 = sqlx::query_scalar("INSERT INTO devices (device_id) VALUES (?) RETURNING id")
+                    .bind(&device_id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                audit(conn, &actor, "device.register", &device_id, serde_json::json!({})).await?;
+                Ok(id)
+            })
+        })
+        .await
+    }
+
+    async fn reset_device(&self, device_id: &str, actor: &str) -> Result<bool> {
+        let (device_id, actor) = (device_id.to_string(), actor.to_string());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let n = sqlx::query("UPDATE devices SET credential = NULL WHERE device_id = ?")
+                    .bind(&device_id)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                if n > 0 {
+                    audit(conn, &actor, "device.reset", &device_id, serde_json::json!({})).await?;
+                }
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+
+    async fn set_device_blocked(&self, device_id: &str, blocked: bool, actor: &str) -> Result<bool> {
+        let (device_id, actor) = (device_id.to_string(), actor.to_string());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let status = if blocked { "blocked" } else { "active" };
+                let n = sqlx::query("UPDATE devices SET status = ? WHERE device_id = ?")
+                    .bind(status)
+                    .bind(&device_id)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                if n > 0 {
+                    audit(conn, &actor, "device.status", &device_id, serde_json::json!({ "status": status }))
+                        .await?;
+                }
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+
+    async fn touch_device(&self, device: i64, seen: &Seen) -> Result<()> {
+        let (at, address) = (ts(seen.at), seen.address.clone());
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query("UPDATE devices SET last_seen = ?, last_address = ? WHERE id = ?")
+                    .bind(at)
+                    .bind(address)
+                    .bind(device)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn device_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM devices")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn sync_record(&self, device: i64) -> Result<SyncRecord> {
+        let row = sqlx::query(
+            "SELECT d.group_id, s.info_hash, s.state_hash, s.settings_hash, s.policy_hash,
+                    s.policy_digest, s.subs_hash, s.subs_digest,
+                    st.current IS NOT NULL, coalesce(st.pending_rev > st.pushed_rev, 0)
+             FROM devices d
+             LEFT JOIN device_sync s ON s.device = d.id
+             LEFT JOIN device_settings st ON st.device = d.id
+             WHERE d.id = ?",
+        )
+        .bind(device)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(SyncRecord {
+            group_id: row.get(0),
+            known: Known {
+                info_hash: row.get(1),
+                state_hash: row.get(2),
+                settings_hash: row.get(3),
+                policy_hash: row.get(4),
+                policy_digest: row.get(5),
+                subs_hash: row.get(6),
+                subs_digest: row.get(7),
+                settings_known: row.get::<Option<bool>, _>(8).unwrap_or(false),
+                settings_pending: row.get::<Option<bool>, _>(9).unwrap_or(false),
+            },
+        })
+    }
+
+    async fn settings(&self, device: i64) -> Result<SettingsRecord> {
+        let row = sqlx::query("SELECT current, pending, pending_rev FROM device_settings WHERE device = ?")
+            .bind(device)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(SettingsRecord::default()),
+            Some(r) => Ok(SettingsRecord {
+                current: from_json(r.get(0))?,
+                pending: from_json(r.get(1))?,
+                pending_rev: r.get(2),
+            }),
+        }
+    }
+
+    async fn record_result(&self, device: i64, result: &SyncResult, now: OffsetDateTime) -> Result<Recorded> {
+        let result = result.clone();
+        let now = ts(now);
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut recorded = Recorded::default();
+                match &result {
+                    SyncResult::AppInfo(info) => {
+                        upsert_app_info(conn, device, info, &now).await?;
+                        set_sync(conn, device, "info_hash = ?", vec![Some(info.hash.clone())], &now).await?;
+                        let group: i64 = sqlx::query_scalar("SELECT group_id FROM devices WHERE id = ?")
+                            .bind(device)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                        let name = info.dev_info.presumed_group.trim();
+                        if group == UNASSIGNED_GROUP && !name.is_empty() {
+                            let name: String = name.chars().take(255).collect();
+                            let target = ensure_group_in(conn, ROOT_GROUP, &name).await?;
+                            sqlx::query("UPDATE devices SET group_id = ? WHERE id = ?")
+                                .bind(target)
+                                .bind(device)
+                                .execute(&mut *conn)
+                                .await?;
+                            recorded.moved_to = Some(target);
+                        }
+                        let presumed = info.dev_info.presumed_name.trim();
+                        if !presumed.is_empty() {
+                            sqlx::query("UPDATE devices SET display_name = ? WHERE id = ?")
+                                .bind(presumed)
+                                .bind(device)
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                    }
+                    SyncResult::AppState(state) => {
+                        upsert_app_state(conn, device, state, &now).await?;
+                        set_sync(conn, device, "state_hash = ?", vec![Some(state.hash.clone())], &now).await?;
+                    }
+                    SyncResult::SettingsReported { hash, tree } => {
+                        sqlx::query(
+                            "INSERT INTO device_settings (device, current, reported_at) VALUES (?, ?, ?)
+                             ON CONFLICT (device) DO UPDATE SET current = excluded.current,
+                                 reported_at = excluded.reported_at",
+                        )
+                        .bind(device)
+                        .bind(to_json(tree))
+                        .bind(&now)
+                        .execute(&mut *conn)
+                        .await?;
+                        set_sync(conn, device, "settings_hash = ?", vec![Some(hash.clone())], &now).await?;
+                    }
+                    SyncResult::SettingsPushed { hash, tree, rev } => {
+                        // Clear the pending changes only if no newer admin change arrived meanwhile.
+                        sqlx::query(
+                            "UPDATE device_settings SET current = ?, reported_at = ?, pushed_rev = ?,
+                                 pending = CASE WHEN pending_rev <= ? THEN NULL ELSE pending END
+                             WHERE device = ?",
+                        )
+                        .bind(to_json(tree))
+                        .bind(&now)
+                        .bind(rev)
+                        .bind(rev)
+                        .bind(device)
+                        .execute(&mut *conn)
+                        .await?;
+                        set_sync(conn, device, "settings_hash = ?", vec![Some(hash.clone())], &now).await?;
+                    }
+                    SyncResult::PolicyPushed { hash, digest } => {
+                        set_sync(
+                            conn,
+                            device,
+                            "policy_hash = ?, policy_digest = ?",
+                            vec![Some(hash.clone()), Some(digest.clone())],
+                            &now,
+                        )
+                        .await?;
+                    }
+                    SyncResult::SubscriptionsPushed { hash, digest } => {
+                        set_sync(
+                            conn,
+                            device,
+                            "subs_hash = ?, subs_digest = ?",
+                            vec![Some(hash.clone()), Some(digest.clone())],
+                            &now,
+                        )
+                        .await?;
+                    }
+                    SyncResult::Failed { command, error } => {
+                        sqlx::query("INSERT OR IGNORE INTO device_sync (device) VALUES (?)")
+                            .bind(device)
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query(
+                            "UPDATE device_sync SET last_error_command = ?, last_error_code = ?,
+                                 last_error_module = ?, last_error_message = ?, last_error_at = ?
+                             WHERE device = ?",
+                        )
+                        .bind(command)
+                        .bind(error.code)
+                        .bind(&error.module)
+                        .bind(&error.message)
+                        .bind(&now)
+                        .bind(device)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                }
+                Ok(recorded)
+            })
+        })
+        .await
+    }
+
+    async fn revisions(&self) -> Result<Revisions> {
+        let rows = sqlx::query("SELECT name, rev FROM revisions")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut revs = Revisions::default();
+        for r in rows {
+            match r.get::<String, _>(0).as_str() {
+                "policy" => revs.policy = r.get(1),
+                "subscriptions" => revs.subscriptions = r.get(1),
+                _ => {}
+            }
+        }
+        Ok(revs)
+    }
+
+    async fn group_chain(&self, group: i64) -> Result<Vec<i64>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "WITH RECURSIVE chain (id, parent_id, depth) AS (
+                 SELECT id, parent_id, 0 FROM groups WHERE id = ?
+                 UNION ALL
+                 SELECT g.id, g.parent_id, c.depth + 1 FROM groups g JOIN chain c ON g.id = c.parent_id
+                 WHERE c.depth < 64
+             ) SELECT id FROM chain ORDER BY depth DESC",
+        )
+        .bind(group)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
+    async fn policy_rows(&self, groups: &[i64]) -> Result<Vec<PolicyRow>> {
+        let list = serde_json::to_string(groups).expect("ids serialise");
+        let rows = sqlx::query(
+            "SELECT group_id, path, value_type, value, locked FROM policy
+             WHERE group_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PolicyRow {
+                group_id: r.get(0),
+                path: r.get(1),
+                value_type: r.get(2),
+                value: r.get(3),
+                locked: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn subscription_rows(&self, groups: &[i64]) -> Result<Vec<SubscriptionRow>> {
+        let list = serde_json::to_string(groups).expect("ids serialise");
+        let rows = sqlx::query(
+            "SELECT group_id, severity, event_type FROM subscriptions
+             WHERE group_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SubscriptionRow {
+                group_id: r.get(0),
+                severity: r.get(1),
+                event_type: r.get(2),
+            })
+            .collect())
     }
 
     async fn groups(&self) -> Result<Vec<Group>> {
@@ -65,9 +680,134 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn device_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM devices")
-            .fetch_one(&self.pool)
-            .await?)
+    async fn ensure_group(&self, parent: i64, name: &str) -> Result<i64> {
+        let name = name.to_string();
+        self.write(move |conn| Box::pin(async move { ensure_group_in(conn, parent, &name).await }))
+            .await
+    }
+
+    async fn move_device(&self, device_id: &str, group: i64, actor: &str) -> Result<bool> {
+        let (device_id, actor) = (device_id.to_string(), actor.to_string());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let n = sqlx::query("UPDATE devices SET group_id = ? WHERE device_id = ?")
+                    .bind(group)
+                    .bind(&device_id)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                if n > 0 {
+                    audit(conn, &actor, "device.move", &device_id, serde_json::json!({ "group": group })).await?;
+                }
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+
+    async fn queue_settings(&self, device_id: &str, changes: &Params, actor: &str) -> Result<bool> {
+        let (device_id, actor, changes) = (device_id.to_string(), actor.to_string(), changes.clone());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let Some(device) = device_row(conn, &device_id).await? else {
+                    return Ok(false);
+                };
+                let pending: Option<String> =
+                    sqlx::query_scalar("SELECT pending FROM device_settings WHERE device = ?")
+                        .bind(device)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                        .flatten();
+                let merged = match from_json(pending)? {
+                    Some(old) => crate::sync::policy::apply_changes(&old, &changes),
+                    None => changes.clone(),
+                };
+                sqlx::query(
+                    "INSERT INTO device_settings (device, pending, pending_rev) VALUES (?, ?, 1)
+                     ON CONFLICT (device) DO UPDATE SET pending = excluded.pending,
+                         pending_rev = device_settings.pending_rev + 1",
+                )
+                .bind(device)
+                .bind(to_json(&merged))
+                .execute(&mut *conn)
+                .await?;
+                audit(
+                    conn,
+                    &actor,
+                    "device.settings",
+                    &device_id,
+                    serde_json::to_value(&changes).unwrap_or_default(),
+                )
+                .await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn set_policy(&self, group: i64, path: &str, value: &Value, locked: bool, actor: &str) -> Result<()> {
+        crate::sync::policy::split_path(path).map_err(StoreError::Invalid)?;
+        let (value_type, text) = policy_value(value)?;
+        let (path, actor) = (path.to_string(), actor.to_string());
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO policy (group_id, path, value_type, value, locked) VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT (group_id, path) DO UPDATE SET value_type = excluded.value_type,
+                         value = excluded.value, locked = excluded.locked",
+                )
+                .bind(group)
+                .bind(&path)
+                .bind(value_type)
+                .bind(&text)
+                .bind(locked)
+                .execute(&mut *conn)
+                .await?;
+                audit(
+                    conn,
+                    &actor,
+                    "policy.set",
+                    &format!("group:{group}"),
+                    serde_json::json!({ "path": path, "type": value_type, "value": text, "locked": locked }),
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn set_subscription(
+        &self,
+        group: i64,
+        severity: i32,
+        event_type: &str,
+        subscribed: bool,
+        actor: &str,
+    ) -> Result<()> {
+        let (event_type, actor) = (event_type.to_string(), actor.to_string());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let sql = if subscribed {
+                    "INSERT OR IGNORE INTO subscriptions (group_id, severity, event_type) VALUES (?, ?, ?)"
+                } else {
+                    "DELETE FROM subscriptions WHERE group_id = ? AND severity = ? AND event_type = ?"
+                };
+                sqlx::query(sql)
+                    .bind(group)
+                    .bind(severity)
+                    .bind(&event_type)
+                    .execute(&mut *conn)
+                    .await?;
+                audit(
+                    conn,
+                    &actor,
+                    if subscribed { "subscription.add" } else { "subscription.remove" },
+                    &format!("group:{group}"),
+                    serde_json::json!({ "severity": severity, "event_type": event_type }),
+                )
+                .await
+            })
+        })
+        .await
     }
 }

@@ -1,0 +1,261 @@
+//! The device protocol service: decoded aklwngt requests in, responses out, with the store behind it.
+//!
+//! Knows nothing of sockets: [`DeviceService::handle`] takes request bytes and the peer address and
+//! returns response bytes. One file per operation; errors become `param-error`s only through
+//! [`crate::error::DeviceError`].
+
+mod klft;
+mod policy_cache;
+mod put_events;
+mod put_result;
+mod session;
+mod sync;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tracing::{debug, info_span, warn, Instrument};
+
+use crate::auth::{Secret, Throttle, ThrottlePolicy};
+use crate::error::DeviceError;
+use crate::server::{DeviceHandler, Reply};
+use crate::sessions::{Session, Sessions};
+use crate::soap::{self, Decoded, MessageContext, Operation, Request, Response};
+use crate::store::Store;
+use crate::updates::UpdatesDir;
+
+pub use policy_cache::GroupState;
+
+/// Who may enrol on first contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnrolmentMode {
+    /// Any device id enrols with the password it presents first.
+    #[default]
+    Open,
+    /// Only device ids an admin pre-registered may connect.
+    Closed,
+}
+
+/// Protocol settings of the service (the `[protocol]` section of the configuration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProtocolConfig {
+    pub enrolment: EnrolmentMode,
+    pub session_idle_secs: u64,
+    pub session_lifetime_secs: u64,
+    /// Most commands the server sends in one session before it answers SRV_NO_COMMANDS.
+    pub max_commands_per_session: u32,
+    /// Most events one PutEvents call may carry; larger calls are refused whole.
+    pub max_events_per_call: usize,
+    /// Largest chunk klft-GetNextFileChunk returns (at most 1 MiB).
+    pub max_chunk_bytes: u32,
+    pub login_failures_per_device: u32,
+    pub login_failures_per_address: u32,
+    pub login_failure_window_secs: u64,
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        ProtocolConfig {
+            enrolment: EnrolmentMode::Open,
+            session_idle_secs: 600,
+            session_lifetime_secs: 3600,
+            max_commands_per_session: 16,
+            max_events_per_call: 100,
+            max_chunk_bytes: 32768,
+            login_failures_per_device: 5,
+            login_failures_per_address: 50,
+            login_failure_window_secs: 300,
+        }
+    }
+}
+
+impl ProtocolConfig {
+    pub fn expiry(&self) -> crate::sessions::Expiry {
+        crate::sessions::Expiry {
+            idle: std::time::Duration::from_secs(self.session_idle_secs),
+            absolute: std::time::Duration::from_secs(self.session_lifetime_secs),
+        }
+    }
+
+    pub fn throttle(&self) -> ThrottlePolicy {
+        ThrottlePolicy {
+            window: std::time::Duration::from_secs(self.login_failure_window_secs),
+            per_device: self.login_failures_per_device,
+            per_address: self.login_failures_per_address,
+        }
+    }
+}
+
+pub struct DeviceService {
+    store: Arc<dyn Store>,
+    sessions: Arc<dyn Sessions>,
+    secret: Secret,
+    throttle: Throttle,
+    config: ProtocolConfig,
+    limits: soap::Limits,
+    updates: UpdatesDir,
+    groups: policy_cache::PolicyCache,
+    documents: Documents,
+}
+
+/// Static documents served on GET (the WSDL and its schemas).
+#[derive(Default, Clone)]
+pub struct Documents {
+    pub files: Vec<(&'static str, &'static str, &'static str)>,
+}
+
+impl DeviceService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        sessions: Arc<dyn Sessions>,
+        secret: Secret,
+        config: ProtocolConfig,
+        updates: UpdatesDir,
+    ) -> DeviceService {
+        let limits = soap::Limits {
+            // Decode a little past the configured limit so that an oversized call is answered with a
+            // clear "too many events" rather than a generic format error.
+            max_events: config.max_events_per_call.saturating_add(1),
+            ..soap::Limits::default()
+        };
+        DeviceService {
+            throttle: Throttle::new(config.throttle()),
+            store,
+            sessions,
+            secret,
+            config,
+            limits,
+            updates,
+            groups: policy_cache::PolicyCache::default(),
+            documents: Documents::default(),
+        }
+    }
+
+    pub fn with_documents(mut self, documents: Documents) -> DeviceService {
+        self.documents = documents;
+        self
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// One request: bytes in, status and bytes out.
+    pub async fn handle(&self, body: &[u8], peer: SocketAddr) -> (StatusCode, Vec<u8>) {
+        let decoded = match soap::decode_request(body, &self.limits) {
+            Ok(decoded) => decoded,
+            Err(fault) => {
+                warn!(%peer, reason = %fault.reason, "SOAP fault");
+                let ctx = MessageContext::default();
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    soap::encode_fault(&ctx, &fault),
+                );
+            }
+        };
+        let op = decoded.operation();
+        let (ctx, response) = match decoded {
+            Decoded::Ok { ctx, request } => {
+                let span = info_span!("op", op = op.wire_name());
+                let response = self.dispatch(request, peer).instrument(span).await;
+                (ctx, response)
+            }
+            Decoded::Invalid { ctx, op, error } => {
+                let e = DeviceError::from_codec(op, &error);
+                warn!(%peer, op = op.wire_name(), error = %error, "invalid request");
+                (ctx, Response::error_reply(op, e.to_param_error()))
+            }
+        };
+        (StatusCode::OK, soap::encode_response(&ctx, &response))
+    }
+
+    async fn dispatch(&self, request: Request, peer: SocketAddr) -> Response {
+        let op = request.operation();
+        let now = OffsetDateTime::now_utc();
+        let result = match request {
+            Request::SessionBegin {
+                device_id,
+                password,
+                protocol_version,
+            } => {
+                self.session_begin(&device_id, &password, protocol_version, peer, now)
+                    .await
+            }
+            Request::Heartbeat { session_id, sync } => {
+                self.heartbeat(&session_id, sync, peer, now).await
+            }
+            Request::PutResult { session_id, result } => {
+                self.put_result(&session_id, result, now).await
+            }
+            Request::PutEvents { session_id, events } => {
+                self.put_events(&session_id, events, peer, now).await
+            }
+            Request::GetFileInfo {
+                session_id,
+                file_name,
+            } => self.get_file_info(&session_id, &file_name, now).await,
+            Request::GetNextFileChunk {
+                session_id,
+                file_name,
+                start_pos,
+                needed_size,
+            } => {
+                self.get_next_chunk(&session_id, &file_name, start_pos, needed_size, now)
+                    .await
+            }
+            Request::SessionEnd { session_id } => self.session_end(&session_id).await,
+        };
+        result.unwrap_or_else(|e| {
+            match &e {
+                DeviceError::Unavailable { internal, .. } => {
+                    tracing::error!(error = %internal, "request failed")
+                }
+                other => debug!(error = %other, code = other.code(), "request refused"),
+            }
+            Response::error_reply(op, e.to_param_error())
+        })
+    }
+
+    /// The live session `id`, or the protocol's "unknown session" error.
+    async fn session(&self, id: &str, now: OffsetDateTime) -> Result<Session, DeviceError> {
+        self.sessions
+            .get(id, now)
+            .await?
+            .ok_or_else(DeviceError::unknown_session)
+    }
+}
+
+#[async_trait::async_trait]
+impl DeviceHandler for DeviceService {
+    async fn post(&self, body: Bytes, peer: SocketAddr) -> Reply {
+        let (status, body) = self.handle(&body, peer).await;
+        Reply::xml(status, body)
+    }
+
+    fn get(&self, path: &str, host: Option<&str>) -> Option<Reply> {
+        let name = path.trim_end_matches('/').rsplit('/').next()?;
+        let (_, content_type, text) = self
+            .documents
+            .files
+            .iter()
+            .find(|(file, _, _)| *file == name || (name == "wsdl" && file.ends_with(".wsdl")))?;
+        let text = match host {
+            // Point the service address at the host the client used to fetch the WSDL.
+            Some(host) if name == "wsdl" || name.ends_with(".wsdl") => {
+                text.replace("https://localhost:13292/", &format!("https://{host}/"))
+            }
+            _ => text.to_string(),
+        };
+        Some(Reply {
+            status: StatusCode::OK,
+            content_type,
+            body: text.into(),
+        })
+    }
+}
