@@ -56,6 +56,35 @@ MAX_COMMANDS = 20
 UTC = datetime.timezone.utc
 
 
+XSD_NAMESPACES = ("http://www.w3.org/2001/XMLSchema", "http://www.w3.org/1999/XMLSchema")
+XSI_TYPES = ["{%s}type" % ns for ns in (XSI_2001, "http://www.w3.org/1999/XMLSchema-instance")]
+
+
+def read_wstring_as_string(envelope):
+    """Renames xsi:type="xsd:wstring" to xsd:string throughout envelope, in place.
+
+    The server types parameter string values as xsd:wstring because deployed devices require it, but
+    wstring is no XML Schema type: zeep refuses the whole reply when it meets it (LookupError), as would
+    any toolkit that resolves xsi:type strictly. A client built from the WSDL must read it as xsd:string.
+    """
+    for element in envelope.iter():
+        for attribute in XSI_TYPES:
+            value = element.get(attribute)
+            if not value or not value.strip().endswith("wstring"):
+                continue
+            prefix, _, local = value.strip().rpartition(":")
+            if local == "wstring" and element.nsmap.get(prefix or None) in XSD_NAMESPACES:
+                element.set(attribute, (prefix + ":" if prefix else "") + "string")
+    return envelope
+
+
+class WstringAsString(zeep.Plugin):
+    """Applies read_wstring_as_string to every reply before zeep parses it."""
+
+    def ingress(self, envelope, http_headers, operation):
+        return read_wstring_as_string(envelope), http_headers
+
+
 class ProtocolFailure(Exception):
     """The server answered, but not as the protocol says it must."""
 
@@ -279,7 +308,7 @@ def parse_replies(client, replies_dir):
         if tag.namespace != AKLWNGT_NS or not tag.localname.endswith("Response"):
             continue
         operation = binding.get(tag.localname[: -len("Response")])
-        reply = operation.process_reply(envelope)
+        reply = operation.process_reply(read_wstring_as_string(envelope))
         check_parsed_reply(name, tag.localname, reply.body)
         count += 1
     if count == 0:
@@ -313,7 +342,11 @@ def live(url, verify):
     session.verify = verify
     if verify is False:
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-    client = zeep.Client(url, transport=zeep.Transport(session=session, timeout=30, operation_timeout=30))
+    client = zeep.Client(
+        url,
+        transport=zeep.Transport(session=session, timeout=30, operation_timeout=30),
+        plugins=[WstringAsString()],
+    )
     # Talk to the server the WSDL came from, whatever address it wrote into soap:address.
     parts = urllib.parse.urlsplit(url)
     service = client.create_service(BINDING, "%s://%s/" % (parts.scheme, parts.netloc))
