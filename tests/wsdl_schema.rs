@@ -882,4 +882,39 @@ fn gsoap_generates_a_client_from_the_wsdl() {
         dir.path().join("soapClient.cpp").is_file(),
         "soapcpp2 wrote no client"
     );
+    // Every kind of parameter value gets a typed wrapper, so gSOAP clients can send and read each.
+    for wrapper in [
+        "boolean_",
+        "string_",
+        "int_",
+        "long_",
+        "date__",
+        "float_",
+        "double_",
+        "dateTime_",
+        "base64Binary__",
+    ] {
+        assert!(
+            generated.contains(&format!("class xsd__{wrapper} ")),
+            "no wrapper xsd__{wrapper}"
+        );
+    }
+
+    // With gSOAP's headers installed (libgsoap-dev), the generated client must also compile.
+    if !Path::new("/usr/include/stdsoap2.h").is_file() || !runs("g++", "--version") {
+        eprintln!("stdsoap2.h or g++ missing: the generated gSOAP code is not compiled");
+        return;
+    }
+    let compile = Command::new("g++")
+        .arg("-fsyntax-only")
+        .arg(format!("-I{}", dir.path().display()))
+        .arg(dir.path().join("soapC.cpp"))
+        .arg(dir.path().join("soapClient.cpp"))
+        .output()
+        .expect("run g++");
+    assert!(
+        compile.status.success(),
+        "the gSOAP client generated from the WSDL does not compile:\n{}",
+        String::from_utf8_lossy(&compile.stderr)
+    );
 }
