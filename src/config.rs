@@ -26,7 +26,11 @@ pub struct Config {
     pub device_plain_http: bool,
     /// Update files served by klft; empty means `DATA_DIR/updates`.
     pub updates_dir: Option<PathBuf>,
+    /// 32 random bytes keying device credential hashes; empty means `DATA_DIR/secret.key`
+    /// (created on first start). Keep it out of the database and its backups.
+    pub secret_file: Option<PathBuf>,
     pub limits: Limits,
+    pub protocol: crate::service::ProtocolConfig,
 }
 
 /// Bounds on what one client can make the device listener hold.
@@ -57,7 +61,9 @@ impl Default for Config {
             tls_key: None,
             device_plain_http: false,
             updates_dir: None,
+            secret_file: None,
             limits: Limits::default(),
+            protocol: Default::default(),
         }
     }
 }
@@ -120,6 +126,12 @@ impl Config {
         }
     }
 
+    pub fn secret_file(&self) -> PathBuf {
+        self.secret_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secret.key"))
+    }
+
     pub fn updates_dir(&self) -> PathBuf {
         self.updates_dir
             .clone()
@@ -147,7 +159,9 @@ impl fmt::Debug for Config {
             .field("tls_key", &self.tls_key)
             .field("device_plain_http", &self.device_plain_http)
             .field("updates_dir", &self.updates_dir)
+            .field("secret_file", &self.secret_file)
             .field("limits", &self.limits)
+            .field("protocol", &self.protocol)
             .finish()
     }
 }

@@ -102,15 +102,3 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Answers every device request with 503 until the protocol service is wired in.
-pub struct Unavailable;
-
-#[async_trait::async_trait]
-impl DeviceHandler for Unavailable {
-    async fn post(&self, _body: bytes::Bytes, _peer: SocketAddr) -> Reply {
-        Reply::text(hyper::StatusCode::SERVICE_UNAVAILABLE, "unavailable\n")
-    }
-    fn get(&self, _path: &str, _host: Option<&str>) -> Option<Reply> {
-        None
-    }
-}

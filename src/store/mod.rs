@@ -94,6 +94,17 @@ pub trait Store: Send + Sync + 'static {
     async fn policy_rows(&self, groups: &[i64]) -> Result<Vec<PolicyRow>>;
     async fn subscription_rows(&self, groups: &[i64]) -> Result<Vec<SubscriptionRow>>;
 
+    // --- events ---
+    /// Stores the events of one PutEvents call atomically; an event id already stored for the device
+    /// is skipped. Returns how many were new.
+    async fn store_events(
+        &self,
+        device: i64,
+        events: &[crate::events::StoredEvent],
+        seen: &Seen,
+    ) -> Result<usize>;
+    async fn event_count(&self) -> Result<i64>;
+
     // --- administration ---
     async fn groups(&self) -> Result<Vec<Group>>;
     /// The child of `parent` called `name`, created if missing.

@@ -129,6 +129,20 @@ async fn write_loop(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Option<
     let _ = conn.close().await;
 }
 
+/// `INSERT ... VALUES (...), (...)` for `rows` events; duplicates of (device, event_id) are skipped.
+fn insert_events_sql(rows: usize) -> String {
+    const COLUMNS: &str = "device, event_id, severity, product_name, product_version, event_type,
+        event_type_display_name, descr, locid, rise_time, rise_time_ms,
+        par1, par2, par3, par4, par5, par6, par7, par8, par9,
+        object_name, virus_name, uid, user_name, detection_type, attack_name, protocol, ip_address, port,
+        truncated, odd_fields, received_at, source_address";
+    let one = format!("({})", vec!["?"; 33].join(", "));
+    format!(
+        "INSERT INTO events ({COLUMNS}) VALUES {} ON CONFLICT (device, event_id) DO NOTHING",
+        vec![one; rows].join(", ")
+    )
+}
+
 fn ts(t: OffsetDateTime) -> String {
     timestamp(t)
 }
@@ -664,6 +678,70 @@ impl Store for SqliteStore {
                 event_type: r.get(2),
             })
             .collect())
+    }
+
+    async fn store_events(
+        &self,
+        device: i64,
+        events: &[crate::events::StoredEvent],
+        seen: &Seen,
+    ) -> Result<usize> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let events = events.to_vec();
+        let (at, address) = (ts(seen.at), seen.address.clone());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut new = 0;
+                // SQLite allows 32766 parameters; 33 per row keeps a chunk of 100 rows well inside.
+                for chunk in events.chunks(100) {
+                    let sql = insert_events_sql(chunk.len());
+                    let mut q = sqlx::query(&sql);
+                    for e in chunk {
+                        q = q
+                            .bind(device)
+                            .bind(&e.event_id)
+                            .bind(e.severity)
+                            .bind(&e.product_name)
+                            .bind(&e.product_version)
+                            .bind(&e.event_type)
+                            .bind(&e.event_type_display_name)
+                            .bind(&e.descr)
+                            .bind(e.locid)
+                            .bind(opt_ts(e.rise_time))
+                            .bind(e.rise_time_ms);
+                        for p in &e.par {
+                            q = q.bind(p);
+                        }
+                        let n = &e.named;
+                        q = q
+                            .bind(&n.object_name)
+                            .bind(&n.virus_name)
+                            .bind(&n.uid)
+                            .bind(&n.user_name)
+                            .bind(&n.detection_type)
+                            .bind(&n.attack_name)
+                            .bind(&n.protocol)
+                            .bind(&n.ip_address)
+                            .bind(&n.port)
+                            .bind(e.truncated)
+                            .bind((!e.odd_fields.is_empty()).then(|| e.odd_fields.join(",")))
+                            .bind(&at)
+                            .bind(&address);
+                    }
+                    new += q.execute(&mut *conn).await?.rows_affected() as usize;
+                }
+                Ok(new)
+            })
+        })
+        .await
+    }
+
+    async fn event_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn groups(&self) -> Result<Vec<Group>> {
