@@ -1,0 +1,1 @@
+//! Tests of the codec against hostile and unusual input.
