@@ -135,7 +135,9 @@ mod tests {
         let p = e.to_param_error();
         assert_eq!(p.code, UNAVAILABLE);
         assert!(!p.message.contains("SELECT") && !p.message.contains("/var"));
-        let e = DeviceError::from(UpdatesError::Io(std::io::Error::other("/srv/updates/x: EIO")));
+        let e = DeviceError::from(UpdatesError::Io(std::io::Error::other(
+            "/srv/updates/x: EIO",
+        )));
         assert!(!e.to_param_error().message.contains("/srv"));
         assert_eq!(DeviceError::unknown_session().code(), NOT_FOUND);
         assert_eq!(

@@ -161,9 +161,18 @@ mod tests {
     fn virus_found_parameters_are_named() {
         let e = normalize(event(
             VIRUS_FOUND,
-            &[(2, "\\Storage Card\\x.exe"), (5, "EICAR-Test-File"), (6, "42"), (7, "user"), (8, "61")],
+            &[
+                (2, "\\Storage Card\\x.exe"),
+                (5, "EICAR-Test-File"),
+                (6, "42"),
+                (7, "user"),
+                (8, "61"),
+            ],
         ));
-        assert_eq!(e.named.object_name.as_deref(), Some("\\Storage Card\\x.exe"));
+        assert_eq!(
+            e.named.object_name.as_deref(),
+            Some("\\Storage Card\\x.exe")
+        );
         assert_eq!(e.named.virus_name.as_deref(), Some("EICAR-Test-File"));
         assert_eq!(e.named.uid.as_deref(), Some("42"));
         assert_eq!(e.named.user_name.as_deref(), Some("user"));
@@ -175,7 +184,12 @@ mod tests {
     fn attack_address_is_decoded_and_other_types_untouched() {
         let e = normalize(event(
             "GNRL_EV_ATTACK_DETECTED",
-            &[(1, "Ping of death"), (2, "ICMP"), (3, "2886729929"), (4, "0")],
+            &[
+                (1, "Ping of death"),
+                (2, "ICMP"),
+                (3, "2886729929"),
+                (4, "0"),
+            ],
         ));
         assert_eq!(e.named.ip_address.as_deref(), Some("172.16.0.201"));
         assert_eq!(e.named.attack_name.as_deref(), Some("Ping of death"));
@@ -192,7 +206,11 @@ mod tests {
         let e = normalize(ev);
         assert!(e.truncated);
         assert_eq!(e.par[0].as_ref().unwrap().chars().count(), MAX_PAR);
-        assert_eq!(e.descr.as_ref().unwrap().len(), 1000, "exactly at the limit is kept");
+        assert_eq!(
+            e.descr.as_ref().unwrap().len(),
+            1000,
+            "exactly at the limit is kept"
+        );
         let mut ev = event(&"T".repeat(51), &[]);
         ev.event_id = "i".repeat(300);
         let e = normalize(ev);

@@ -75,10 +75,19 @@ pub async fn start(config: &config::Config) -> anyhow::Result<App> {
     let store = store::open(&config.database_url())
         .await
         .context("opening the database")?;
-    let secret = auth::Secret::load_or_create(&config.secret_file())
-        .with_context(|| format!("loading the server secret {}", config.secret_file().display()))?;
+    let secret = auth::Secret::load_or_create(&config.secret_file()).with_context(|| {
+        format!(
+            "loading the server secret {}",
+            config.secret_file().display()
+        )
+    })?;
     let updates = updates::UpdatesDir::open(config.updates_dir(), config.protocol.max_chunk_bytes)
-        .with_context(|| format!("opening the updates directory {}", config.updates_dir().display()))?;
+        .with_context(|| {
+            format!(
+                "opening the updates directory {}",
+                config.updates_dir().display()
+            )
+        })?;
     let sessions = Arc::new(sessions::MemorySessions::new(config.protocol.expiry()));
     let service = Arc::new(
         service::DeviceService::new(

@@ -241,8 +241,14 @@ mod tests {
         sessions.insert(s).await.unwrap();
         let at = |secs: i64| t0 + time::Duration::seconds(secs);
         assert!(sessions.get(&id, at(9)).await.unwrap().is_some());
-        assert!(sessions.get(&id, at(18)).await.unwrap().is_some(), "idle timer refreshed");
-        assert!(sessions.get(&id, at(26)).await.unwrap().is_none(), "absolute lifetime");
+        assert!(
+            sessions.get(&id, at(18)).await.unwrap().is_some(),
+            "idle timer refreshed"
+        );
+        assert!(
+            sessions.get(&id, at(26)).await.unwrap().is_none(),
+            "absolute lifetime"
+        );
         let s = Session::new(1, "dev", t0);
         let id = s.id.clone();
         sessions.insert(s).await.unwrap();

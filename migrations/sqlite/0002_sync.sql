@@ -92,7 +92,7 @@ CREATE TABLE policy (
     group_id    INTEGER NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
     path        TEXT    NOT NULL,
     value_type  TEXT    NOT NULL CHECK (value_type IN
-                  ('boolean', 'wstring', 'int', 'long', 'date', 'float', 'double', 'dateTime', 'base64Binary', 'array')),
+                  ('bool', 'string', 'int', 'long', 'date', 'float', 'double', 'datetime', 'binary', 'array')),
     value       TEXT    NOT NULL,
     locked      INTEGER NOT NULL DEFAULT 1 CHECK (locked IN (0, 1)),
     UNIQUE (group_id, path)

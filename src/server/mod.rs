@@ -101,4 +101,3 @@ pub async fn shutdown_signal() {
         _ = term => info!("SIGTERM received, shutting down"),
     }
 }
-

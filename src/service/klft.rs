@@ -41,9 +41,7 @@ impl DeviceService {
     ) -> Result<Response, DeviceError> {
         let mut session = self.session(session_id, now).await?;
         let chunk = self.updates.chunk(file_name, start, needed).await?;
-        let admitted = session
-            .downloads
-            .check(file_name, start, chunk.identity);
+        let admitted = session.downloads.check(file_name, start, chunk.identity);
         // The guard's memory changes either way (a new version recorded, or a restart demanded).
         self.sessions.update(&session).await?;
         admitted?;

@@ -24,7 +24,7 @@ use crate::auth::{Secret, Throttle, ThrottlePolicy};
 use crate::error::DeviceError;
 use crate::server::{DeviceHandler, Reply};
 use crate::sessions::{Session, Sessions};
-use crate::soap::{self, Decoded, MessageContext, Operation, Request, Response};
+use crate::soap::{self, Decoded, MessageContext, Request, Response};
 use crate::store::Store;
 use crate::updates::UpdatesDir;
 
@@ -240,11 +240,10 @@ impl DeviceHandler for DeviceService {
 
     fn get(&self, path: &str, host: Option<&str>) -> Option<Reply> {
         let name = path.trim_end_matches('/').rsplit('/').next()?;
-        let (_, content_type, text) = self
-            .documents
-            .files
-            .iter()
-            .find(|(file, _, _)| *file == name || (name == "wsdl" && file.ends_with(".wsdl")))?;
+        let (_, content_type, text) =
+            self.documents.files.iter().find(|(file, _, _)| {
+                *file == name || (name == "wsdl" && file.ends_with(".wsdl"))
+            })?;
         let text = match host {
             // Point the service address at the host the client used to fetch the WSDL.
             Some(host) if name == "wsdl" || name.ends_with(".wsdl") => {

@@ -44,7 +44,8 @@ impl PolicyCache {
         for s in skipped {
             warn!(group = s.group_id, path = %s.path, reason = %s.reason, "policy row not applied");
         }
-        let subscriptions = policy::effective_subscriptions(&store.subscription_rows(&chain).await?);
+        let subscriptions =
+            policy::effective_subscriptions(&store.subscription_rows(&chain).await?);
         let state = Arc::new(GroupState {
             policy_digest: policy::digest(&tree),
             policy: tree,

@@ -28,7 +28,10 @@ impl DeviceService {
             )));
         }
         let stored: Vec<events::StoredEvent> = events.into_iter().map(events::normalize).collect();
-        for e in stored.iter().filter(|e| e.truncated || !e.odd_fields.is_empty()) {
+        for e in stored
+            .iter()
+            .filter(|e| e.truncated || !e.odd_fields.is_empty())
+        {
             warn!(device = %session.device_id, event_id = %e.event_id, truncated = e.truncated,
                   odd_fields = ?e.odd_fields, "event kept with adjusted fields");
         }

@@ -35,7 +35,7 @@ fn to_result(awaiting: &Awaiting, data: Option<CmdData>) -> Result<SyncResult, D
         (_, Some(CmdData::Error(error))) => SyncResult::Failed { command, error },
         (Awaiting::AppInfo, Some(CmdData::AppInfo(info))) => {
             valid_hash(&info.hash)?;
-            SyncResult::AppInfo(Box::new(info))
+            SyncResult::AppInfo(info)
         }
         (Awaiting::AppState, Some(CmdData::AppState(state))) => {
             valid_hash(&state.hash)?;

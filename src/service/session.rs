@@ -96,9 +96,18 @@ impl DeviceService {
 
     /// Records the password of a first contact. If another login enrolled the same id at the same
     /// moment, this one must match the password that won.
-    async fn enrol(&self, device_id: &str, password: &str, seen: &Seen) -> Result<i64, DeviceError> {
+    async fn enrol(
+        &self,
+        device_id: &str,
+        password: &str,
+        seen: &Seen,
+    ) -> Result<i64, DeviceError> {
         let credential = self.secret.hash(password);
-        if let Some(id) = self.store.enrol_device(device_id, &credential, seen).await? {
+        if let Some(id) = self
+            .store
+            .enrol_device(device_id, &credential, seen)
+            .await?
+        {
             info!(device_id, address = %seen.address, "device enrolled");
             return Ok(id);
         }

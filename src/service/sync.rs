@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use super::DeviceService;
 use crate::error::DeviceError;
 use crate::sessions::{Awaiting, ReportedHashes, Session, SyncRun};
-use crate::soap::{CmdData, Command, Params, Response, SyncInfo};
+use crate::soap::{CmdData, Command, Response, SyncInfo};
 use crate::store::Seen;
 use crate::sync::{next_step, policy, Current, Reported, Step, NO_COMMANDS};
 
@@ -126,4 +126,3 @@ impl DeviceService {
         })
     }
 }
-

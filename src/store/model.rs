@@ -60,17 +60,29 @@ pub enum SyncResult {
     AppInfo(Box<AppInfo>),
     AppState(AppState),
     /// SETTINGS_GET: the device's settings and their hash.
-    SettingsReported { hash: Vec<u8>, tree: Params },
+    SettingsReported {
+        hash: Vec<u8>,
+        tree: Params,
+    },
     /// SETTINGS_PUT acknowledged: the tree that was pushed and the pending revision it carried.
     SettingsPushed {
         hash: Vec<u8>,
         tree: Params,
         rev: i64,
     },
-    PolicyPushed { hash: Vec<u8>, digest: Vec<u8> },
-    SubscriptionsPushed { hash: Vec<u8>, digest: Vec<u8> },
+    PolicyPushed {
+        hash: Vec<u8>,
+        digest: Vec<u8>,
+    },
+    SubscriptionsPushed {
+        hash: Vec<u8>,
+        digest: Vec<u8>,
+    },
     /// The device answered `command` with CmdError.
-    Failed { command: i32, error: ParamError },
+    Failed {
+        command: i32,
+        error: ParamError,
+    },
 }
 
 /// What recording a result changed beyond the sync state.

@@ -18,14 +18,15 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
-use crate::soap::{AppInfo, AppState, LicKeyInfo, Params, Value};
+use crate::soap::{AppInfo, AppState, Params, Value};
 use crate::sync::Known;
 
 /// Most writes folded into one transaction; bounds the time a batch holds the write lock.
 const MAX_BATCH: usize = 512;
 
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
+type Job =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -194,24 +195,22 @@ async fn ensure_group_in(conn: &mut SqliteConnection, parent: i64, name: &str) -
 
 /// Device row id for a DeviceId, inside a write.
 async fn device_row(conn: &mut SqliteConnection, device_id: &str) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT id FROM devices WHERE device_id = ?")
-        .bind(device_id)
-        .fetch_optional(conn)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT id FROM devices WHERE device_id = ?")
+            .bind(device_id)
+            .fetch_optional(conn)
+            .await?,
+    )
 }
 
-async fn upsert_app_info(conn: &mut SqliteConnection, device: i64, info: &AppInfo, now: &str) -> Result<()> {
+async fn upsert_app_info(
+    conn: &mut SqliteConnection,
+    device: i64,
+    info: &AppInfo,
+    now: &str,
+) -> Result<()> {
     let p = &info.prod_info;
     let d = &info.dev_info;
-    let none = LicKeyInfo::default();
-    let (cur, has_cur) = match &info.license_info.key_current {
-        Some(k) => (k, true),
-        None => (&none, false),
-    };
-    let (next, has_next) = match &info.license_info.key_next {
-        Some(k) => (k, true),
-        None => (&none, false),
-    };
     let mut q = sqlx::query(
         "INSERT OR REPLACE INTO device_app_info (device, product_name, product_version, install_time,
             display_name, prod_version,
@@ -232,18 +231,19 @@ async fn upsert_app_info(conn: &mut SqliteConnection, device: i64, info: &AppInf
     .bind(ts(p.install_time))
     .bind(&p.display_name)
     .bind(&p.prod_version);
-    for (k, present) in [(cur, has_cur), (next, has_next)] {
+    for key in [&info.license_info.key_current, &info.license_info.key_next] {
+        let k = key.as_ref();
         q = q
-            .bind(present.then_some(k.key_type))
-            .bind(present.then_some(k.key_prod_suite_id))
-            .bind(present.then_some(k.key_app_id))
-            .bind(present.then(|| ts(k.key_install_date)))
-            .bind(present.then(|| ts(k.key_expiration_date)))
-            .bind(present.then_some(k.key_lic_period))
-            .bind(k.key_lic_count.filter(|_| present))
-            .bind(present.then(|| k.key_serial.clone()))
-            .bind(present.then(|| k.key_maj_ver.clone()))
-            .bind(present.then(|| k.key_prod_name.clone()));
+            .bind(k.map(|k| k.key_type))
+            .bind(k.map(|k| k.key_prod_suite_id))
+            .bind(k.map(|k| k.key_app_id))
+            .bind(k.map(|k| ts(k.key_install_date)))
+            .bind(k.map(|k| ts(k.key_expiration_date)))
+            .bind(k.map(|k| k.key_lic_period))
+            .bind(k.and_then(|k| k.key_lic_count))
+            .bind(k.map(|k| k.key_serial.clone()))
+            .bind(k.map(|k| k.key_maj_ver.clone()))
+            .bind(k.map(|k| k.key_prod_name.clone()));
     }
     q.bind(&d.presumed_name)
         .bind(&d.presumed_group)
@@ -264,7 +264,12 @@ async fn upsert_app_info(conn: &mut SqliteConnection, device: i64, info: &AppInf
     Ok(())
 }
 
-async fn upsert_app_state(conn: &mut SqliteConnection, device: i64, s: &AppState, now: &str) -> Result<()> {
+async fn upsert_app_state(
+    conn: &mut SqliteConnection,
+    device: i64,
+    s: &AppState,
+    now: &str,
+) -> Result<()> {
     sqlx::query(
         "INSERT OR REPLACE INTO device_app_state (device, state_app, state_rtp, last_full_scan,
             last_update_time, bases_date, bases_install_date, bases_records, updated_at)
@@ -312,7 +317,9 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -337,7 +344,12 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn enrol_device(&self, device_id: &str, credential: &[u8], seen: &Seen) -> Result<Option<i64>> {
+    async fn enrol_device(
+        &self,
+        device_id: &str,
+        credential: &[u8],
+        seen: &Seen,
+    ) -> Result<Option<i64>> {
         let (device_id, credential) = (device_id.to_string(), credential.to_vec());
         let (at, address) = (ts(seen.at), seen.address.clone());
         self.write(move |conn| {
@@ -381,11 +393,19 @@ impl Store for SqliteStore {
                 if let Some(id) = device_row(conn, &device_id).await? {
                     return Ok(id);
                 }
-                let id: i64 = sqlx::query_scalar("INSERT INTO devices (device_id) VALUES (?) RETURNING id")
-                    .bind(&device_id)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                audit(conn, &actor, "device.register", &device_id, serde_json::json!({})).await?;
+                let id: i64 =
+                    sqlx::query_scalar("INSERT INTO devices (device_id) VALUES (?) RETURNING id")
+                        .bind(&device_id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                audit(
+                    conn,
+                    &actor,
+                    "device.register",
+                    &device_id,
+                    serde_json::json!({}),
+                )
+                .await?;
                 Ok(id)
             })
         })
@@ -402,7 +422,14 @@ impl Store for SqliteStore {
                     .await?
                     .rows_affected();
                 if n > 0 {
-                    audit(conn, &actor, "device.reset", &device_id, serde_json::json!({})).await?;
+                    audit(
+                        conn,
+                        &actor,
+                        "device.reset",
+                        &device_id,
+                        serde_json::json!({}),
+                    )
+                    .await?;
                 }
                 Ok(n > 0)
             })
@@ -410,7 +437,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_device_blocked(&self, device_id: &str, blocked: bool, actor: &str) -> Result<bool> {
+    async fn set_device_blocked(
+        &self,
+        device_id: &str,
+        blocked: bool,
+        actor: &str,
+    ) -> Result<bool> {
         let (device_id, actor) = (device_id.to_string(), actor.to_string());
         self.write(move |conn| {
             Box::pin(async move {
@@ -422,8 +454,14 @@ impl Store for SqliteStore {
                     .await?
                     .rows_affected();
                 if n > 0 {
-                    audit(conn, &actor, "device.status", &device_id, serde_json::json!({ "status": status }))
-                        .await?;
+                    audit(
+                        conn,
+                        &actor,
+                        "device.status",
+                        &device_id,
+                        serde_json::json!({ "status": status }),
+                    )
+                    .await?;
                 }
                 Ok(n > 0)
             })
@@ -483,10 +521,12 @@ impl Store for SqliteStore {
     }
 
     async fn settings(&self, device: i64) -> Result<SettingsRecord> {
-        let row = sqlx::query("SELECT current, pending, pending_rev FROM device_settings WHERE device = ?")
-            .bind(device)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT current, pending, pending_rev FROM device_settings WHERE device = ?",
+        )
+        .bind(device)
+        .fetch_optional(&self.pool)
+        .await?;
         match row {
             None => Ok(SettingsRecord::default()),
             Some(r) => Ok(SettingsRecord {
@@ -497,7 +537,12 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn record_result(&self, device: i64, result: &SyncResult, now: OffsetDateTime) -> Result<Recorded> {
+    async fn record_result(
+        &self,
+        device: i64,
+        result: &SyncResult,
+        now: OffsetDateTime,
+    ) -> Result<Recorded> {
         let result = result.clone();
         let now = ts(now);
         self.write(move |conn| {
@@ -775,7 +820,14 @@ impl Store for SqliteStore {
                     .await?
                     .rows_affected();
                 if n > 0 {
-                    audit(conn, &actor, "device.move", &device_id, serde_json::json!({ "group": group })).await?;
+                    audit(
+                        conn,
+                        &actor,
+                        "device.move",
+                        &device_id,
+                        serde_json::json!({ "group": group }),
+                    )
+                    .await?;
                 }
                 Ok(n > 0)
             })
@@ -784,7 +836,8 @@ impl Store for SqliteStore {
     }
 
     async fn queue_settings(&self, device_id: &str, changes: &Params, actor: &str) -> Result<bool> {
-        let (device_id, actor, changes) = (device_id.to_string(), actor.to_string(), changes.clone());
+        let (device_id, actor, changes) =
+            (device_id.to_string(), actor.to_string(), changes.clone());
         self.write(move |conn| {
             Box::pin(async move {
                 let Some(device) = device_row(conn, &device_id).await? else {
@@ -823,7 +876,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_policy(&self, group: i64, path: &str, value: &Value, locked: bool, actor: &str) -> Result<()> {
+    async fn set_policy(
+        &self,
+        group: i64,
+        path: &str,
+        value: &Value,
+        locked: bool,
+        actor: &str,
+    ) -> Result<()> {
         crate::sync::policy::split_path(path).map_err(StoreError::Invalid)?;
         let (value_type, text) = policy_value(value)?;
         let (path, actor) = (path.to_string(), actor.to_string());

@@ -21,21 +21,23 @@ const DATE: &[time::format_description::FormatItem<'static>] =
 /// The `value_type` and `value` text of a policy row holding `value`.
 pub fn encode_row_value(value: &Value) -> Result<(&'static str, String), String> {
     Ok(match value {
-        Value::Bool(b) => ("boolean", b.to_string()),
-        Value::String(s) => ("wstring", s.clone()),
+        Value::Bool(b) => ("bool", b.to_string()),
+        Value::String(s) => ("string", s.clone()),
         Value::Int(i) => ("int", i.to_string()),
         Value::Long(l) => ("long", l.to_string()),
         Value::Float(f) => ("float", f.to_string()),
         Value::Double(d) => ("double", d.to_string()),
         Value::Date(d) => ("date", d.format(DATE).map_err(|e| e.to_string())?),
-        Value::DateTime(t) => ("dateTime", crate::store::timestamp(*t)),
-        Value::Binary(b) => ("base64Binary", B64.encode(b)),
+        Value::DateTime(t) => ("datetime", crate::store::timestamp(*t)),
+        Value::Binary(b) => ("binary", B64.encode(b)),
         Value::Array(items) => (
             "array",
             serde_json::to_string(items).map_err(|e| e.to_string())?,
         ),
         Value::Params(_) => {
-            return Err("a policy row holds one value; lock the fields of a container one by one".into())
+            return Err(
+                "a policy row holds one value; lock the fields of a container one by one".into(),
+            )
         }
     })
 }
@@ -45,26 +47,26 @@ pub fn decode_row_value(value_type: &str, text: &str) -> Result<Value, String> {
     let bad = |what: &str| format!("{value_type} value {text:?} is not {what}");
     let t = text.trim();
     Ok(match value_type {
-        "boolean" => match t {
+        "bool" => match t {
             "true" | "1" => Value::Bool(true),
             "false" | "0" => Value::Bool(false),
             _ => return Err(bad("true, false, 1 or 0")),
         },
-        "wstring" => Value::String(text.to_string()),
+        "string" => Value::String(text.to_string()),
         "int" => Value::Int(t.parse().map_err(|_| bad("a 32-bit integer"))?),
         "long" => Value::Long(t.parse().map_err(|_| bad("a 64-bit integer"))?),
         "float" => Value::Float(t.parse().map_err(|_| bad("a number"))?),
         "double" => Value::Double(t.parse().map_err(|_| bad("a number"))?),
         "date" => Value::Date(time::Date::parse(t, DATE).map_err(|_| bad("YYYY-MM-DD"))?),
-        "dateTime" => Value::DateTime(
+        "datetime" => Value::DateTime(
             time::OffsetDateTime::parse(t, &Rfc3339)
                 .map_err(|_| bad("an RFC 3339 date and time"))?
                 .to_offset(time::UtcOffset::UTC),
         ),
-        "base64Binary" => Value::Binary(B64.decode(t).map_err(|_| bad("base64"))?),
-        "array" => Value::Array(
-            serde_json::from_str(t).map_err(|_| bad("a JSON array of typed values"))?,
-        ),
+        "binary" => Value::Binary(B64.decode(t).map_err(|_| bad("base64"))?),
+        "array" => {
+            Value::Array(serde_json::from_str(t).map_err(|_| bad("a JSON array of typed values"))?)
+        }
         _ => return Err(format!("unknown value_type {value_type:?}")),
     })
 }
@@ -177,7 +179,9 @@ pub fn apply_changes(base: &Params, changes: &Params) -> Params {
     let mut out = base.clone();
     for (name, change) in &changes.0 {
         let merged = match (out.0.get(name), change) {
-            (Some(Value::Params(old)), Value::Params(new)) => Value::Params(apply_changes(old, new)),
+            (Some(Value::Params(old)), Value::Params(new)) => {
+                Value::Params(apply_changes(old, new))
+            }
             _ => change.clone(),
         };
         out.0.insert(name.clone(), merged);
@@ -216,10 +220,16 @@ mod tests {
         let rows = vec![
             row(1, "AV/Scan/Level", "int", "3", true),
             row(5, "AV/Scan/Level", "int", "1", true),
-            row(5, "AV/Scan/Archives", "boolean", "true", true),
-            row(5, "AV/Unlocked", "boolean", "true", false),
+            row(5, "AV/Scan/Archives", "bool", "true", true),
+            row(5, "AV/Unlocked", "bool", "true", false),
             row(5, "AV/Scan/Level/Deeper", "int", "1", true),
-            row(5, "Lists/Trusted", "array", r#"[{"wstring":"a"},{"int":2}]"#, true),
+            row(
+                5,
+                "Lists/Trusted",
+                "array",
+                r#"[{"string":"a"},{"int":2}]"#,
+                true,
+            ),
         ];
         let (p, skipped) = effective_policy(&[1, 5], &rows);
         assert_eq!(get(&p, "AV/Scan/Level"), Some(&Value::Int(3)));
@@ -227,7 +237,10 @@ mod tests {
         assert_eq!(get(&p, "AV/Unlocked"), None);
         assert_eq!(
             get(&p, "Lists/Trusted"),
-            Some(&Value::Array(vec![Value::String("a".into()), Value::Int(2)]))
+            Some(&Value::Array(vec![
+                Value::String("a".into()),
+                Value::Int(2)
+            ]))
         );
         assert_eq!(skipped.len(), 2, "{skipped:?}");
         // The child alone sees its own values.
@@ -241,7 +254,7 @@ mod tests {
             row(1, "A", "int", "three", true),
             row(1, "/B", "int", "3", true),
             row(1, "C", "weird", "3", true),
-            row(1, "D", "wstring", " spaced ", true),
+            row(1, "D", "string", " spaced ", true),
         ];
         let (p, skipped) = effective_policy(&[1], &rows);
         assert_eq!(skipped.len(), 3);
@@ -312,11 +325,11 @@ mod tests {
     #[test]
     fn changes_merge_into_nested_settings() {
         let base: Params = serde_json::from_str(
-            r#"{"A":{"params":{"x":{"int":1},"y":{"int":2}}},"B":{"boolean":true}}"#,
+            r#"{"A":{"params":{"x":{"int":1},"y":{"int":2}}},"B":{"bool":true}}"#,
         )
         .unwrap();
         let changes: Params =
-            serde_json::from_str(r#"{"A":{"params":{"y":{"int":20}}},"C":{"wstring":"new"}}"#)
+            serde_json::from_str(r#"{"A":{"params":{"y":{"int":20}}},"C":{"string":"new"}}"#)
                 .unwrap();
         let merged = apply_changes(&base, &changes);
         assert_eq!(get(&merged, "A/x"), Some(&Value::Int(1)));
