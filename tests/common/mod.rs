@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
@@ -77,7 +77,7 @@ impl Connection {
         path: &str,
         body: impl Into<Bytes>,
     ) -> (StatusCode, Bytes) {
-        let req = Request::builder()
+        let req = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header("host", "localhost")
@@ -94,4 +94,274 @@ impl Connection {
     pub async fn post(&mut self, body: impl Into<Bytes>) -> (StatusCode, Bytes) {
         self.request("POST", "/", body).await
     }
+}
+
+use mobile_admin::soap::{
+    self, AppInfo, AppState, CmdData, Command, DevInfo, LicenseInfo, MessageContext, ParamError,
+    Params, ProdInfo, Request, Response, SyncInfo, Value,
+};
+
+/// A server started by `mobile_admin::start` in a temporary data directory.
+pub struct TestServer {
+    pub app: mobile_admin::App,
+    pub config: Config,
+    pub dir: tempfile::TempDir,
+    pub connector: TlsConnector,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        TestServer::start_in(dir, config).await
+    }
+
+    /// Starts (or restarts) a server on an existing data directory.
+    pub async fn start_in(dir: tempfile::TempDir, config: Config) -> TestServer {
+        let app = mobile_admin::start(&config).await.expect("server starts");
+        let connector = tls_client(&generated_cert(dir.path()));
+        TestServer {
+            app,
+            config,
+            dir,
+            connector,
+        }
+    }
+
+    /// Stops the server and hands back its data directory and configuration for a restart.
+    pub async fn stop(self) -> (tempfile::TempDir, Config) {
+        self.app.stop().await;
+        (self.dir, self.config)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.app.running.device_addr
+    }
+
+    pub async fn device(&self, id: &str, password: &str) -> TestDevice {
+        TestDevice {
+            conn: Connection::open(&self.connector, self.addr()).await,
+            id: id.to_string(),
+            password: password.to_string(),
+            session: String::new(),
+        }
+    }
+
+    /// A direct connection to the database the server uses (for checks and hand edits).
+    pub async fn sql(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&self.config.database_url())
+            .await
+            .unwrap()
+    }
+}
+
+/// A device speaking aklwngt over one kept-alive TLS connection.
+pub struct TestDevice {
+    pub conn: Connection,
+    pub id: String,
+    pub password: String,
+    pub session: String,
+}
+
+/// The five hashes of a Heartbeat, each a 16-byte value filled with one byte.
+pub fn hashes(info: u8, state: u8, stgs: u8, pol: u8, sbsc: u8) -> SyncInfo {
+    SyncInfo {
+        hash_info: vec![info; 16],
+        hash_state: vec![state; 16],
+        hash_stgs: vec![stgs; 16],
+        hash_pol: vec![pol; 16],
+        hash_sbsc: vec![sbsc; 16],
+    }
+}
+
+pub fn app_info(hash: u8, group: &str) -> AppInfo {
+    let t = time::macros::datetime!(2007-03-07 14:39:10 UTC);
+    AppInfo {
+        hash: vec![hash; 16],
+        prod_info: ProdInfo {
+            product_name: "KAVMOBILE".into(),
+            product_version: "6.0".into(),
+            install_time: t,
+            display_name: "Mobile Security".into(),
+            prod_version: "6.0.1403.0".into(),
+        },
+        license_info: LicenseInfo {
+            key_current: None,
+            key_next: None,
+        },
+        dev_info: DevInfo {
+            presumed_name: "Phone of Ivan".into(),
+            presumed_group: group.into(),
+            os_type: 1,
+            os_ver_major: 5,
+            os_ver_minor: 1,
+            os_manufacturer: Some("HTC".into()),
+            os_name: None,
+            os_ver: None,
+            memory: Some(64 << 20),
+            processor_family: None,
+            system_name: None,
+            system_type: None,
+        },
+    }
+}
+
+pub fn app_state(hash: u8) -> AppState {
+    AppState {
+        hash: vec![hash; 16],
+        state_app: 1,
+        state_rtp: 4,
+        last_full_scan: None,
+        last_update_time: None,
+        bases_date: None,
+        bases_install_date: None,
+        bases_records: 120_000,
+    }
+}
+
+pub fn settings_tree(level: i32) -> Params {
+    let mut inner = Params::default();
+    inner.0.insert("Level".into(), Value::Int(level));
+    inner.0.insert("Archives".into(), Value::Bool(false));
+    let mut p = Params::default();
+    p.0.insert("Scan".into(), Value::Params(inner));
+    p.0.insert("PublishEvents".into(), Value::Bool(true));
+    p
+}
+
+impl TestDevice {
+    pub async fn call(&mut self, req: Request) -> Response {
+        let body = soap::encode_request(&MessageContext::default(), &req);
+        let (status, reply) = self.conn.post(body).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+        let (_, resp) =
+            soap::decode_response(&reply, &soap::Limits::default()).unwrap_or_else(|e| {
+                panic!("undecodable reply {e}: {}", String::from_utf8_lossy(&reply))
+            });
+        resp
+    }
+
+    /// Begins a session; returns the error if the server refused.
+    pub async fn begin(&mut self) -> Result<(), ParamError> {
+        let resp = self
+            .call(Request::SessionBegin {
+                device_id: self.id.clone(),
+                password: self.password.clone(),
+                protocol_version: soap::PROTOCOL_VERSION,
+            })
+            .await;
+        match resp {
+            Response::SessionBegin {
+                session_id,
+                error: None,
+                protocol_version,
+            } => {
+                assert_eq!(protocol_version, soap::PROTOCOL_VERSION);
+                self.session = session_id;
+                Ok(())
+            }
+            Response::SessionBegin { error: Some(e), .. } => Err(e),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    pub async fn heartbeat(&mut self, sync: Option<SyncInfo>) -> (Command, Option<ParamError>) {
+        match self
+            .call(Request::Heartbeat {
+                session_id: self.session.clone(),
+                sync,
+            })
+            .await
+        {
+            Response::Heartbeat { command, error } => (command, error),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    pub async fn put_result(&mut self, result: Command) -> (Command, Option<ParamError>) {
+        match self
+            .call(Request::PutResult {
+                session_id: self.session.clone(),
+                result,
+            })
+            .await
+        {
+            Response::PutResult {
+                next_command,
+                error,
+            } => (next_command, error),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    pub async fn end(&mut self) -> Option<ParamError> {
+        match self
+            .call(Request::SessionEnd {
+                session_id: self.session.clone(),
+            })
+            .await
+        {
+            Response::SessionEnd { error } => error,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// A whole sync as a well-behaved device runs it: heartbeat with `sync`, then answer every
+    /// command until SRV_NO_COMMANDS. Returns the command codes in order and the commands' data.
+    pub async fn sync(&mut self, sync: &SyncInfo, group: &str) -> Vec<Command> {
+        let (mut command, error) = self.heartbeat(Some(sync.clone())).await;
+        assert!(error.is_none(), "{error:?}");
+        let mut seen = Vec::new();
+        while command.code != 0 {
+            assert!(seen.len() < 20, "sync does not end: {seen:?}");
+            let answer = answer(&command, sync, group);
+            seen.push(command);
+            let (next, error) = self.put_result(answer).await;
+            assert!(error.is_none(), "{error:?}");
+            command = next;
+        }
+        seen
+    }
+}
+
+/// What an honest device answers to a command, reporting the hashes of `sync`.
+pub fn answer(command: &Command, sync: &SyncInfo, group: &str) -> Command {
+    let data = match command.code {
+        1 => CmdData::ParAndHash {
+            hash: sync.hash_stgs.clone(),
+            parameters: settings_tree(3),
+        },
+        2 => CmdData::Hash(sync.hash_stgs.clone()),
+        3 => CmdData::Hash(sync.hash_pol.clone()),
+        4 => CmdData::Hash(sync.hash_sbsc.clone()),
+        5 => {
+            let mut info = app_info(0, group);
+            info.hash = sync.hash_info.clone();
+            CmdData::AppInfo(Box::new(info))
+        }
+        6 => {
+            let mut state = app_state(0);
+            state.hash = sync.hash_state.clone();
+            CmdData::AppState(state)
+        }
+        other => panic!("unknown command {other}"),
+    };
+    Command {
+        code: command.code,
+        data: Some(data),
+    }
+}
+
+pub fn codes(commands: &[Command]) -> Vec<i32> {
+    commands.iter().map(|c| c.code).collect()
 }
