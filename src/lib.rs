@@ -25,6 +25,7 @@ pub mod soap;
 pub mod store;
 pub mod sync;
 pub mod tls;
+pub mod transfer;
 pub mod updates;
 
 use std::sync::Arc;
@@ -88,7 +89,11 @@ pub async fn start(config: &config::Config) -> anyhow::Result<App> {
                 config.updates_dir().display()
             )
         })?;
-    let sessions = Arc::new(sessions::MemorySessions::new(config.protocol.expiry()));
+    let sessions = sessions::for_store(
+        store.clone(),
+        config.protocol.shared_sessions,
+        config.protocol.expiry(),
+    );
     let service = Arc::new(
         service::DeviceService::new(
             store.clone(),
@@ -105,7 +110,6 @@ pub async fn start(config: &config::Config) -> anyhow::Result<App> {
         let mut every = tokio::time::interval(Duration::from_secs(60));
         loop {
             every.tick().await;
-            use sessions::Sessions;
             if let Ok(n) = sessions.sweep(time::OffsetDateTime::now_utc()).await {
                 if n > 0 {
                     tracing::debug!(expired = n, "expired sessions dropped");

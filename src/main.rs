@@ -26,6 +26,10 @@ enum Command {
     Serve(ServerArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate(ServerArgs),
+    /// Write the whole database to standard output as a dump (JSON lines), to move it elsewhere.
+    Export(ServerArgs),
+    /// Load a dump from standard input into a new, empty database.
+    Import(ServerArgs),
 }
 
 /// Flags shared by the commands that use the server's configuration. Each one overrides the TOML file
@@ -67,6 +71,8 @@ impl ServerArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
+        // Standard output may carry a dump.
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -86,6 +92,26 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => mobile_admin::serve(args.load()?).await,
             Command::Migrate(args) => mobile_admin::migrate(args.load()?).await,
+            Command::Export(args) => {
+                let url = args.load()?.database_url();
+                let rows = mobile_admin::transfer::export(
+                    &url,
+                    &mut std::io::BufWriter::new(std::io::stdout()),
+                )
+                .await?;
+                tracing::info!(rows, "database exported");
+                Ok(())
+            }
+            Command::Import(args) => {
+                let url = args.load()?.database_url();
+                let rows = mobile_admin::transfer::import(
+                    &url,
+                    &mut std::io::BufReader::new(std::io::stdin()),
+                )
+                .await?;
+                tracing::info!(rows, "database imported");
+                Ok(())
+            }
         }
     });
     match result {

@@ -1,10 +1,10 @@
 //! Device sessions: random ids, idle and absolute expiry, and the per-session sync progress.
 //!
-//! Behind the [`Sessions`] trait so that several server nodes can share them (through the database)
-//! later; the in-memory implementation is the default for a single node.
+//! Behind the [`Sessions`] trait: [`MemorySessions`] for a single node, [`StoredSessions`] when
+//! several server nodes share one database and a device's calls may reach any of them.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::soap::Params;
+use crate::store::{Backend, SessionCutoff, Store, StoredSession};
 use crate::sync::{Known, Progress, Step};
 use crate::updates::DownloadGuard;
 
@@ -118,6 +119,14 @@ impl Expiry {
     pub fn expired(&self, s: &Session, now: OffsetDateTime) -> bool {
         now - s.last_used > self.idle || now - s.created > self.absolute
     }
+
+    /// The same rule as [`Expiry::expired`], as bounds a database can compare with.
+    pub fn cutoff(&self, now: OffsetDateTime) -> SessionCutoff {
+        SessionCutoff {
+            used_since: now - self.idle,
+            created_since: now - self.absolute,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +222,90 @@ impl Sessions for MemorySessions {
             removed += before - shard.len();
         }
         Ok(removed)
+    }
+}
+
+/// Sessions in the database, shared by every server node that uses it. The download guard of a
+/// session stays in the node that served the call (a download restarted is the worst case).
+pub struct StoredSessions {
+    expiry: Expiry,
+    store: Arc<dyn Store>,
+}
+
+impl StoredSessions {
+    pub fn new(store: Arc<dyn Store>, expiry: Expiry) -> StoredSessions {
+        StoredSessions { expiry, store }
+    }
+
+    fn to_stored(session: &Session) -> Result<StoredSession, SessionError> {
+        Ok(StoredSession {
+            id: session.id.clone(),
+            device: session.device,
+            created: session.created,
+            last_used: session.last_used,
+            data: serde_json::to_value(session).map_err(storage)?,
+        })
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> SessionError {
+    SessionError::Storage(e.to_string())
+}
+
+#[async_trait::async_trait]
+impl Sessions for StoredSessions {
+    async fn insert(&self, session: Session) -> Result<(), SessionError> {
+        self.store
+            .insert_session(&Self::to_stored(&session)?)
+            .await
+            .map_err(storage)
+    }
+
+    async fn get(&self, id: &str, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
+        let Some(stored) = self
+            .store
+            .touch_session(id, now, &self.expiry.cutoff(now))
+            .await
+            .map_err(storage)?
+        else {
+            return Ok(None);
+        };
+        let mut session: Session = serde_json::from_value(stored.data).map_err(storage)?;
+        // The columns are what the database compared; the JSON copy may lag behind them.
+        session.device = stored.device;
+        session.created = stored.created;
+        session.last_used = stored.last_used;
+        Ok(Some(session))
+    }
+
+    async fn update(&self, session: &Session) -> Result<(), SessionError> {
+        self.store
+            .update_session(&Self::to_stored(session)?)
+            .await
+            .map_err(storage)
+    }
+
+    async fn remove(&self, id: &str) -> Result<bool, SessionError> {
+        self.store.remove_session(id).await.map_err(storage)
+    }
+
+    async fn sweep(&self, now: OffsetDateTime) -> Result<usize, SessionError> {
+        let n = self
+            .store
+            .sweep_sessions(&self.expiry.cutoff(now))
+            .await
+            .map_err(storage)?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+/// The sessions a server uses: in the database when `shared` says so, which by default is when the
+/// database is PostgreSQL (the one several nodes can share); in memory otherwise.
+pub fn for_store(store: Arc<dyn Store>, shared: Option<bool>, expiry: Expiry) -> Arc<dyn Sessions> {
+    if shared.unwrap_or(store.backend() == Backend::Postgres) {
+        Arc::new(StoredSessions::new(store, expiry))
+    } else {
+        Arc::new(MemorySessions::new(expiry))
     }
 }
 

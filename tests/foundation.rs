@@ -46,8 +46,8 @@ async fn tls_client_posts_and_gets_a_reply_on_a_kept_alive_connection() {
 
 #[tokio::test]
 async fn restart_reuses_certificate_and_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
+    let dir = TestDir::new().await;
+    let config = dir.config();
     let url = config.database_url();
 
     let store = mobile_admin::store::open(&url).await.unwrap();

@@ -37,42 +37,31 @@ async fn first_contact_runs_the_full_sync_then_nothing() {
 
     // Everything the device reported is persisted where admins can query it.
     let db = server.sql().await;
-    let (group, name, last_address): (String, Option<String>, Option<String>) = sqlx::query_as(
-        "SELECT g.name, d.display_name, d.last_address FROM devices d JOIN groups g ON g.id = d.group_id
-         WHERE d.device_id = 'IMEI-0001'",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
+    let (group, name, last_address): (String, Option<String>, Option<String>) = db
+        .fetch_one(
+            "SELECT g.name, d.display_name, d.last_address FROM devices d JOIN groups g ON g.id = d.group_id
+             WHERE d.device_id = 'IMEI-0001'",
+        )
+        .await;
     assert_eq!(group, "Sales", "joined its presumed group");
     assert_eq!(name.as_deref(), Some("Phone of Ivan"));
     assert_eq!(last_address.as_deref(), Some("127.0.0.1"));
-    let (product, os_manufacturer, memory): (String, String, i64) =
-        sqlx::query_as("SELECT product_name, os_manufacturer, memory FROM device_app_info")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    let (product, os_manufacturer, memory): (String, String, i64) = db
+        .fetch_one("SELECT product_name, os_manufacturer, memory FROM device_app_info")
+        .await;
     assert_eq!(
         (product.as_str(), os_manufacturer.as_str(), memory),
         ("KAVMOBILE", "HTC", 64 << 20)
     );
-    let (rtp, records): (i64, i64) =
-        sqlx::query_as("SELECT state_rtp, bases_records FROM device_app_state")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    let (rtp, records): (i64, i64) = db
+        .fetch_one("SELECT state_rtp, bases_records FROM device_app_state")
+        .await;
     assert_eq!((rtp, records), (4, 120_000));
-    let settings: String = sqlx::query_scalar("SELECT current FROM device_settings")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let settings: String = db.scalar("SELECT current FROM device_settings").await;
     let settings: Params = serde_json::from_str(&settings).unwrap();
     assert_eq!(settings, settings_tree(3));
     // The credential is a salted keyed hash, never the password.
-    let credential: Vec<u8> = sqlx::query_scalar("SELECT credential FROM devices")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let credential: Vec<u8> = db.scalar("SELECT credential FROM devices").await;
     assert_eq!(credential.len(), mobile_admin::auth::CREDENTIAL_LEN);
     assert!(!credential.windows(11).any(|w| w == b"s3cret-pass"));
     server.stop().await;
@@ -148,10 +137,8 @@ async fn policy_rows_edited_in_sql_are_pushed_and_parent_locks_win() {
 
     // An admin edits the row by hand while the server runs.
     let db = server.sql().await;
-    sqlx::query("UPDATE policy SET value = '2' WHERE path = 'Scan/Level'")
-        .execute(&db)
-        .await
-        .unwrap();
+    db.execute("UPDATE policy SET value = '2' WHERE path = 'Scan/Level'")
+        .await;
     let commands = dev.sync(&h, "Field").await;
     assert_eq!(codes(&commands), vec![3]);
     assert_eq!(
@@ -160,12 +147,10 @@ async fn policy_rows_edited_in_sql_are_pushed_and_parent_locks_win() {
     );
 
     // A lock on the parent (root) group overrides the child's value; inserted by hand too.
-    sqlx::query(
+    db.execute(
         "INSERT INTO policy (group_id, path, value_type, value, locked) VALUES (1, 'Scan/Level', 'int', '7', 1)",
     )
-    .execute(&db)
-    .await
-    .unwrap();
+    .await;
     let commands = dev.sync(&h, "Field").await;
     assert_eq!(codes(&commands), vec![3]);
     assert_eq!(
@@ -177,13 +162,10 @@ async fn policy_rows_edited_in_sql_are_pushed_and_parent_locks_win() {
     assert!(dev.sync(&h, "Field").await.is_empty());
 
     // Subscriptions are the union along the ancestors, also picked up from SQL.
-    sqlx::query(
-        "INSERT INTO subscriptions VALUES (1, 4, 'GNRL_EV_VIRUS_FOUND'), (?, 3, 'APP_ERR')",
-    )
-    .bind(child)
-    .execute(&db)
-    .await
-    .unwrap();
+    db.execute(&format!(
+        "INSERT INTO subscriptions VALUES (1, 4, 'GNRL_EV_VIRUS_FOUND'), ({child}, 3, 'APP_ERR')"
+    ))
+    .await;
     let commands = dev.sync(&h, "Field").await;
     assert_eq!(codes(&commands), vec![4]);
     let Some(CmdData::Subscriptions(s)) = &commands[0].data else {
@@ -237,11 +219,11 @@ async fn queued_settings_are_pushed_after_a_get_when_the_device_changed_too() {
     let changed = hashes(1, 2, 8, 4, 5);
     let commands = dev.sync(&changed, "G").await;
     assert_eq!(codes(&commands), vec![1, 2]);
-    let audit: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit WHERE action = 'device.settings'")
-            .fetch_one(&server.sql().await)
-            .await
-            .unwrap();
+    let audit: i64 = server
+        .sql()
+        .await
+        .scalar("SELECT count(*) FROM audit WHERE action = 'device.settings'")
+        .await;
     assert_eq!(audit, 2);
     server.stop().await;
 }
@@ -375,12 +357,13 @@ async fn wrong_results_get_1568_and_1570_and_errors_are_recorded_and_skipped() {
         next = dev.put_result(answer(&next, &h, "G")).await.0;
     }
     assert_eq!(seen, vec![6, 1, 3, 4], "5 skipped after its error");
-    let (command, error, message): (i64, i64, String) = sqlx::query_as(
-        "SELECT last_error_command, last_error_code, last_error_message FROM device_sync",
-    )
-    .fetch_one(&server.sql().await)
-    .await
-    .unwrap();
+    let (command, error, message): (i64, i64, String) = server
+        .sql()
+        .await
+        .fetch_one(
+            "SELECT last_error_command, last_error_code, last_error_message FROM device_sync",
+        )
+        .await;
     assert_eq!(
         (command, error, message.as_str()),
         (5, 1186, "settings storage not found")

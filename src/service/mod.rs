@@ -57,6 +57,9 @@ pub struct ProtocolConfig {
     pub login_failures_per_device: u32,
     pub login_failures_per_address: u32,
     pub login_failure_window_secs: u64,
+    /// Keep sessions in the database so that several server nodes on one database serve a device's
+    /// calls interchangeably. Unset: on for PostgreSQL, off (sessions in memory) for SQLite.
+    pub shared_sessions: Option<bool>,
 }
 
 impl Default for ProtocolConfig {
@@ -71,6 +74,7 @@ impl Default for ProtocolConfig {
             login_failures_per_device: 5,
             login_failures_per_address: 50,
             login_failure_window_secs: 300,
+            shared_sessions: None,
         }
     }
 }

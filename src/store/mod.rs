@@ -6,7 +6,9 @@ use time::OffsetDateTime;
 
 use crate::soap::{Params, Value};
 
+pub mod dump;
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
 
 pub use model::*;
@@ -35,6 +37,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
+    Postgres,
 }
 
 /// A group of devices, a node of the group tree.
@@ -128,17 +131,67 @@ pub trait Store: Send + Sync + 'static {
         subscribed: bool,
         actor: &str,
     ) -> Result<()>;
+
+    // --- sessions shared between server nodes ---
+    async fn insert_session(&self, session: &StoredSession) -> Result<()>;
+    /// The session `id` if it is live by `cutoff`, its last use moved to `now`; an expired one is
+    /// deleted and `None` returned.
+    async fn touch_session(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        cutoff: &SessionCutoff,
+    ) -> Result<Option<StoredSession>>;
+    /// Replaces the session's data and last use; a no-op if it ended meanwhile.
+    async fn update_session(&self, session: &StoredSession) -> Result<()>;
+    async fn remove_session(&self, id: &str) -> Result<bool>;
+    /// Deletes the sessions that are not live by `cutoff`; returns how many.
+    async fn sweep_sessions(&self, cutoff: &SessionCutoff) -> Result<u64>;
+
+    // --- moving a deployment (see [`dump`]) ---
+    /// The newest migration applied to this database.
+    async fn schema_version(&self) -> Result<i64>;
+    /// Writes every table of [`dump::TABLES`] to `out`, header and trailer included; returns the
+    /// number of rows.
+    async fn export(&self, out: &mut (dyn FnMut(dump::Record) -> Result<()> + Send))
+        -> Result<u64>;
+    /// Loads a dump into this database, which must hold nothing but what the migrations created, in
+    /// one transaction: on error nothing is imported. Returns the number of rows.
+    async fn import(
+        &self,
+        input: &mut (dyn Iterator<Item = Result<dump::Record>> + Send),
+    ) -> Result<u64>;
+}
+
+/// Which backend a database URL names.
+pub fn backend_of(url: &str) -> Result<Backend> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
 }
 
 /// Opens the database named by `url`, creating it if needed, and applies the migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        let store = sqlite::SqliteStore::open(url).await?;
-        store.migrate().await?;
-        Ok(Arc::new(store))
-    } else {
-        Err(StoreError::UnsupportedUrl)
+    let store: Arc<dyn Store> = match backend_of(url)? {
+        Backend::Sqlite => Arc::new(sqlite::SqliteStore::open(url).await?),
+        Backend::Postgres => Arc::new(postgres::PgStore::open(url).await?),
+    };
+    if let Err(e) = store.migrate().await {
+        store.close().await;
+        return Err(e);
     }
+    Ok(store)
+}
+
+/// The dump refuses a database that already holds data: importing into it would mix two deployments.
+fn not_empty(table: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "the target database is not empty (table {table} has rows): import into a new database"
+    ))
 }
 
 /// Timestamps are stored as RFC 3339 UTC text in SQLite (readable by admins in any SQL shell).

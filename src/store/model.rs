@@ -98,3 +98,22 @@ pub struct Seen {
     pub at: OffsetDateTime,
     pub address: String,
 }
+
+/// A device session as the database keeps it, for nodes that share sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSession {
+    pub id: String,
+    /// Row id of the device.
+    pub device: i64,
+    pub created: OffsetDateTime,
+    pub last_used: OffsetDateTime,
+    /// The rest of the session (its sync in progress), as the sessions module serialises it.
+    pub data: serde_json::Value,
+}
+
+/// Which sessions are live: used since `used_since` and created since `created_since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCutoff {
+    pub used_since: OffsetDateTime,
+    pub created_since: OffsetDateTime,
+}

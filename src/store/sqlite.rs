@@ -10,10 +10,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use futures_util::TryStreamExt;
+use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqlitePool};
+use sqlx::{Connection, Row, SqlitePool, TypeInfo, ValueRef};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,6 +25,8 @@ use crate::sync::Known;
 
 /// Most writes folded into one transaction; bounds the time a batch holds the write lock.
 const MAX_BATCH: usize = 512;
+/// SQLite takes at most 32766 parameters in one statement.
+const MAX_PARAMS: usize = 30_000;
 
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Job =
@@ -30,6 +34,8 @@ type Job =
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// For the one-off connection of an import, which runs outside the writer's batches.
+    options: SqliteConnectOptions,
     /// `None` asks the writer to finish what is queued and stop.
     writer: mpsc::Sender<Option<Job>>,
     writer_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -59,6 +65,7 @@ impl SqliteStore {
         let task = tokio::spawn(write_loop(conn, jobs));
         Ok(SqliteStore {
             pool,
+            options,
             writer,
             writer_task: std::sync::Mutex::new(Some(task)),
         })
@@ -308,6 +315,144 @@ async fn set_sync(
     }
     q.bind(device).execute(&mut *conn).await?;
     Ok(())
+}
+
+fn parse_ts(text: &str) -> Result<OffsetDateTime> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| StoreError::Corrupt(format!("bad timestamp {text:?}: {e}")))
+}
+
+fn session_from_row(id: &str, r: &SqliteRow, last_used: OffsetDateTime) -> Result<StoredSession> {
+    Ok(StoredSession {
+        id: id.to_string(),
+        device: r.get(0),
+        created: parse_ts(r.get(1))?,
+        last_used,
+        data: serde_json::from_str(r.get(2)).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
+}
+
+/// Column names in table order, and the primary key's columns in key order.
+async fn table_columns(
+    conn: &mut SqliteConnection,
+    table: &str,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let rows = sqlx::query("SELECT name, pk FROM pragma_table_info(?) ORDER BY cid")
+        .bind(table)
+        .fetch_all(conn)
+        .await?;
+    let columns = rows.iter().map(|r| r.get::<String, _>(0)).collect();
+    let mut key: Vec<(i64, String)> = rows
+        .iter()
+        .filter(|r| r.get::<i64, _>(1) > 0)
+        .map(|r| (r.get(1), r.get(0)))
+        .collect();
+    key.sort();
+    Ok((columns, key.into_iter().map(|(_, c)| c).collect()))
+}
+
+/// One column of a row as a dump cell, by the type of the value (SQLite types values, not columns).
+fn dump_cell(row: &SqliteRow, i: usize) -> Result<dump::Cell> {
+    use dump::Cell;
+    let raw = row.try_get_raw(i)?;
+    if raw.is_null() {
+        return Ok(Cell::Null);
+    }
+    let kind = raw.type_info().name().to_string();
+    Ok(match kind.as_str() {
+        "INTEGER" | "BOOLEAN" => Cell::Int(row.try_get(i)?),
+        "REAL" => Cell::Real(row.try_get(i)?),
+        "BLOB" => Cell::Bytes(row.try_get(i)?),
+        _ => Cell::Text(row.try_get(i)?),
+    })
+}
+
+async fn insert_batch(
+    conn: &mut SqliteConnection,
+    batch: &dump::Batch,
+    columns: &[String],
+) -> Result<()> {
+    if let Some(missing) = batch.columns.iter().find(|c| !columns.contains(c)) {
+        return Err(StoreError::Invalid(format!(
+            "dump: column {missing} of table {} does not exist in this database",
+            batch.table
+        )));
+    }
+    let one = format!("({})", vec!["?"; batch.columns.len()].join(", "));
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES {}",
+        batch.table,
+        batch.columns.join(", "),
+        vec![one; batch.rows.len()].join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for cell in batch.rows.iter().flatten() {
+        q = match cell {
+            dump::Cell::Null => q.bind(None::<String>),
+            dump::Cell::Int(i) => q.bind(*i),
+            dump::Cell::Real(f) => q.bind(*f),
+            dump::Cell::Text(s) => q.bind(s.as_str()),
+            dump::Cell::Bytes(b) => q.bind(b.as_slice()),
+        };
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
+/// The body of an import, inside the transaction [`SqliteStore::import`] opened.
+async fn import_in(conn: &mut SqliteConnection, reader: &mut dump::Reader<'_>) -> Result<u64> {
+    for table in dump::TABLES {
+        let occupied = if *table == "groups" {
+            "SELECT EXISTS (SELECT 1 FROM groups WHERE id > 2)".to_string()
+        } else if dump::SEEDED.contains(table) {
+            continue;
+        } else {
+            format!("SELECT EXISTS (SELECT 1 FROM {table})")
+        };
+        if sqlx::query_scalar::<_, bool>(&occupied)
+            .fetch_one(&mut *conn)
+            .await?
+        {
+            return Err(not_empty(table));
+        }
+    }
+    for sql in [
+        "DELETE FROM revisions",
+        "DELETE FROM groups WHERE parent_id IS NOT NULL",
+        "DELETE FROM groups",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await?;
+    }
+    let mut loaded: Vec<&str> = Vec::new();
+    let mut columns = Vec::new();
+    let mut total = 0;
+    while let Some(batch) = reader.next_batch(MAX_PARAMS)? {
+        if loaded.last() != Some(&batch.table) {
+            columns = table_columns(conn, batch.table).await?.0;
+            if dump::DERIVED.contains(&batch.table) {
+                sqlx::query(&format!("DELETE FROM {}", batch.table))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            loaded.push(batch.table);
+        }
+        insert_batch(conn, &batch, &columns).await?;
+        total += batch.rows.len() as u64;
+    }
+    let roots: i64 = sqlx::query_scalar("SELECT count(*) FROM groups WHERE id IN (1, 2)")
+        .fetch_one(&mut *conn)
+        .await?;
+    if roots != 2 {
+        return Err(StoreError::Invalid(
+            "dump: the root and Unassigned groups (ids 1 and 2) are missing".into(),
+        ));
+    }
+    sqlx::query(
+        "INSERT OR IGNORE INTO revisions (name, rev) VALUES ('policy', 1), ('subscriptions', 1)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(total)
 }
 
 #[async_trait::async_trait]
@@ -947,5 +1092,178 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn insert_session(&self, session: &StoredSession) -> Result<()> {
+        let s = session.clone();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO sessions (id, device, created_at, last_used_at, data)
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(&s.id)
+                .bind(s.device)
+                .bind(ts(s.created))
+                .bind(ts(s.last_used))
+                .bind(s.data.to_string())
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn touch_session(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        cutoff: &SessionCutoff,
+    ) -> Result<Option<StoredSession>> {
+        let (id, cutoff) = (id.to_string(), *cutoff);
+        self.write(move |conn| {
+            Box::pin(async move {
+                // julianday() compares instants; RFC 3339 texts with and without fractional
+                // seconds do not sort as text.
+                let row = sqlx::query(
+                    "UPDATE sessions SET last_used_at = ?
+                     WHERE id = ? AND julianday(last_used_at) >= julianday(?)
+                         AND julianday(created_at) >= julianday(?)
+                     RETURNING device, created_at, data",
+                )
+                .bind(ts(now))
+                .bind(&id)
+                .bind(ts(cutoff.used_since))
+                .bind(ts(cutoff.created_since))
+                .fetch_optional(&mut *conn)
+                .await?;
+                match row {
+                    Some(r) => Ok(Some(session_from_row(&id, &r, now)?)),
+                    None => {
+                        sqlx::query("DELETE FROM sessions WHERE id = ?")
+                            .bind(&id)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(None)
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    async fn update_session(&self, session: &StoredSession) -> Result<()> {
+        let s = session.clone();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query("UPDATE sessions SET last_used_at = ?, data = ? WHERE id = ?")
+                    .bind(ts(s.last_used))
+                    .bind(s.data.to_string())
+                    .bind(&s.id)
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn remove_session(&self, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            Box::pin(async move {
+                Ok(sqlx::query("DELETE FROM sessions WHERE id = ?")
+                    .bind(&id)
+                    .execute(conn)
+                    .await?
+                    .rows_affected()
+                    > 0)
+            })
+        })
+        .await
+    }
+
+    async fn sweep_sessions(&self, cutoff: &SessionCutoff) -> Result<u64> {
+        let cutoff = *cutoff;
+        self.write(move |conn| {
+            Box::pin(async move {
+                Ok(sqlx::query(
+                    "DELETE FROM sessions WHERE julianday(last_used_at) < julianday(?)
+                         OR julianday(created_at) < julianday(?)",
+                )
+                .bind(ts(cutoff.used_since))
+                .bind(ts(cutoff.created_since))
+                .execute(conn)
+                .await?
+                .rows_affected())
+            })
+        })
+        .await
+    }
+
+    async fn schema_version(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT coalesce(max(version), 0) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn export(
+        &self,
+        out: &mut (dyn FnMut(dump::Record) -> Result<()> + Send),
+    ) -> Result<u64> {
+        let schema = self.schema_version().await?;
+        // One read transaction: WAL gives it a single snapshot of every table.
+        let mut tx = self.pool.begin().await?;
+        out(dump::Record::Header { schema })?;
+        let mut total = 0;
+        for table in dump::TABLES {
+            let (columns, key) = table_columns(&mut tx, table).await?;
+            out(dump::Record::Table {
+                name: table.to_string(),
+                columns: columns.clone(),
+            })?;
+            let order = if key.is_empty() {
+                "rowid".to_string()
+            } else {
+                key.join(", ")
+            };
+            let sql = format!(
+                "SELECT {} FROM {table} ORDER BY {order}",
+                columns.join(", ")
+            );
+            let mut rows = sqlx::query(&sql).fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                let cells = (0..columns.len())
+                    .map(|i| dump_cell(&row, i))
+                    .collect::<Result<Vec<_>>>()?;
+                out(dump::Record::Row(cells))?;
+                total += 1;
+            }
+        }
+        out(dump::Record::End { rows: total })?;
+        tx.commit().await?;
+        Ok(total)
+    }
+
+    async fn import(
+        &self,
+        input: &mut (dyn Iterator<Item = Result<dump::Record>> + Send),
+    ) -> Result<u64> {
+        let schema = self.schema_version().await?;
+        let mut reader = dump::Reader::new(input, schema)?;
+        // A connection of its own: the import is one long transaction, and the writer's closures
+        // cannot borrow the input.
+        let mut conn = SqliteConnection::connect_with(&self.options).await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
+        let result = import_in(&mut conn, &mut reader).await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = sqlx::query(end).execute(&mut conn).await;
+        let _ = conn.close().await;
+        let total = result?;
+        ended?;
+        Ok(total)
     }
 }

@@ -1,6 +1,9 @@
 //! Shared helpers for integration tests: temporary servers and a real rustls + hyper client.
 #![allow(dead_code)]
 
+pub mod db;
+pub use db::*;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -101,11 +104,38 @@ use mobile_admin::soap::{
     Params, ProdInfo, Request, Response, SyncInfo, Value,
 };
 
-/// A server started by `mobile_admin::start` in a temporary data directory.
+/// A test's data directory and the database that goes with it; both outlive a server restart.
+pub struct TestDir {
+    pub tmp: tempfile::TempDir,
+    pub db: TestDb,
+}
+
+impl TestDir {
+    /// A new directory and a new database on the backend under test.
+    pub async fn new() -> TestDir {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = TestDb::create(tmp.path()).await;
+        TestDir { tmp, db }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// The server configuration for this directory and database.
+    pub fn config(&self) -> Config {
+        Config {
+            database_url: self.db.url().to_string(),
+            ..test_config(self.path())
+        }
+    }
+}
+
+/// A server started by `mobile_admin::start` in a temporary data directory, on the backend under test.
 pub struct TestServer {
     pub app: mobile_admin::App,
     pub config: Config,
-    pub dir: tempfile::TempDir,
+    pub dir: TestDir,
     pub connector: TlsConnector,
 }
 
@@ -115,14 +145,14 @@ impl TestServer {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = test_config(dir.path());
+        let dir = TestDir::new().await;
+        let mut config = dir.config();
         adjust(&mut config);
         TestServer::start_in(dir, config).await
     }
 
-    /// Starts (or restarts) a server on an existing data directory.
-    pub async fn start_in(dir: tempfile::TempDir, config: Config) -> TestServer {
+    /// Starts (or restarts) a server on an existing data directory and database.
+    pub async fn start_in(dir: TestDir, config: Config) -> TestServer {
         let app = mobile_admin::start(&config).await.expect("server starts");
         let connector = tls_client(&generated_cert(dir.path()));
         TestServer {
@@ -134,7 +164,7 @@ impl TestServer {
     }
 
     /// Stops the server and hands back its data directory and configuration for a restart.
-    pub async fn stop(self) -> (tempfile::TempDir, Config) {
+    pub async fn stop(self) -> (TestDir, Config) {
         self.app.stop().await;
         (self.dir, self.config)
     }
@@ -153,10 +183,8 @@ impl TestServer {
     }
 
     /// A direct connection to the database the server uses (for checks and hand edits).
-    pub async fn sql(&self) -> sqlx::SqlitePool {
-        sqlx::SqlitePool::connect(&self.config.database_url())
-            .await
-            .unwrap()
+    pub async fn sql(&self) -> Db {
+        Db::connect(&self.config.database_url()).await
     }
 }
 
