@@ -495,3 +495,70 @@ impl Connection {
         Some((status, body))
     }
 }
+
+use mobile_admin::soap::{FileChunk, FileInfo};
+
+impl TestDevice {
+    pub async fn file_info(&mut self, name: &str) -> Result<FileInfo, ParamError> {
+        match self
+            .call(Request::GetFileInfo {
+                session_id: self.session.clone(),
+                file_name: name.to_string(),
+            })
+            .await
+        {
+            Response::GetFileInfo {
+                info: Some(info),
+                error: None,
+            } => Ok(info),
+            Response::GetFileInfo { error: Some(e), .. } => Err(e),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    pub async fn chunk(
+        &mut self,
+        name: &str,
+        start: u64,
+        size: u64,
+    ) -> Result<FileChunk, ParamError> {
+        match self
+            .call(Request::GetNextFileChunk {
+                session_id: self.session.clone(),
+                file_name: name.to_string(),
+                start_pos: start,
+                needed_size: size,
+            })
+            .await
+        {
+            Response::GetNextFileChunk {
+                chunk: Some(chunk),
+                error: None,
+            } => Ok(chunk),
+            Response::GetNextFileChunk { error: Some(e), .. } => Err(e),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// Downloads a whole file the way devices do, checking every chunk's CRC.
+    pub async fn download(&mut self, name: &str, chunk_size: u64) -> Result<Vec<u8>, ParamError> {
+        let info = self.file_info(name).await?;
+        let mut out = Vec::with_capacity(info.full_file_size as usize);
+        loop {
+            let chunk = self.chunk(name, out.len() as u64, chunk_size).await?;
+            assert_eq!(chunk.start_pos_in_file, out.len() as u64);
+            assert_eq!(chunk.full_file_size, info.full_file_size);
+            assert_eq!(
+                chunk.crc,
+                crc32fast::hash(&chunk.buff),
+                "CRC of chunk at {}",
+                out.len()
+            );
+            if chunk.buff.is_empty() {
+                assert_eq!(chunk.crc, 0);
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk.buff);
+        }
+    }
+}
