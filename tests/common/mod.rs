@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: temporary servers and a real rustls + hyper client.
 #![allow(dead_code)]
 
+pub mod xmllint;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -560,5 +562,14 @@ impl TestDevice {
             }
             out.extend_from_slice(&chunk.buff);
         }
+    }
+}
+
+impl TestDevice {
+    /// Sends `req` and returns the raw reply, for tests that look at the XML itself.
+    pub async fn call_raw(&mut self, req: &Request) -> (StatusCode, Bytes) {
+        self.conn
+            .post(soap::encode_request(&MessageContext::default(), req))
+            .await
     }
 }
