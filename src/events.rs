@@ -107,11 +107,21 @@ fn named(event_type: Option<&str>, par: &[Option<String>; 9]) -> Named {
     n
 }
 
+/// The id of an event that came without one: derived from its content, so that a resend of the
+/// same event is still recognised as a duplicate.
+fn derived_id(body: &crate::soap::EventBody) -> String {
+    format!("derived:{}", hex::encode(crate::sync::policy::digest(body)))
+}
+
 /// The stored form of one received event.
 pub fn normalize(event: EventInfo) -> StoredEvent {
     let mut cut = false;
+    let event_id = if event.event_id.is_empty() {
+        derived_id(&event.body)
+    } else {
+        limit(event.event_id, MAX_EVENT_ID, &mut cut)
+    };
     let b = event.body;
-    let event_id = limit(event.event_id, MAX_EVENT_ID, &mut cut);
     let lim = |s: Option<String>, max: usize, cut: &mut bool| s.map(|s| limit(s, max, cut));
     let par = b.par.map(|p| lim(p, MAX_PAR, &mut cut));
     let event_type = lim(b.event_type, MAX_EVENT_TYPE, &mut cut);
@@ -197,6 +207,22 @@ mod tests {
         assert_eq!(e.named.ip_address.as_deref(), Some("not a number"));
         let e = normalize(event("APP_OWN_EVENT", &[(2, "x")]));
         assert_eq!(e.named, Named::default());
+    }
+
+    #[test]
+    fn events_without_an_id_get_one_from_their_content() {
+        let mut a = event("T", &[(1, "x")]);
+        a.event_id = String::new();
+        let mut b = a.clone();
+        let first = normalize(a.clone());
+        assert!(first.event_id.starts_with("derived:"));
+        assert_eq!(
+            normalize(a).event_id,
+            first.event_id,
+            "a resend is a duplicate"
+        );
+        b.body.par[0] = Some("y".into());
+        assert_ne!(normalize(b).event_id, first.event_id);
     }
 
     #[test]

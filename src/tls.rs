@@ -115,7 +115,8 @@ fn load(cert_path: &Path, key_path: &Path, generated: bool) -> Result<Identity, 
     })
 }
 
-/// An ECDSA P-256 certificate for `localhost` and this host's name; devices pin its fingerprint.
+/// An ECDSA P-256 certificate for `localhost`, 127.0.0.1 and this host's name, valid ten years;
+/// devices pin its fingerprint.
 fn generate(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
     let mut names = vec!["localhost".to_string()];
     if let Ok(host) = fs::read_to_string("/etc/hostname") {
@@ -124,7 +125,19 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
             names.push(host.to_string());
         }
     }
-    let certified = rcgen::generate_simple_self_signed(names)?;
+    let mut params = rcgen::CertificateParams::new(names)?;
+    // Devices connecting by address rather than name.
+    params.subject_alt_names.push(rcgen::SanType::IpAddress(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    ));
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, "mobile-admin device port");
+    params.distinguished_name = dn;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(3650);
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
     let write = |path: &Path, contents: String, private: bool| -> Result<(), TlsError> {
         let err = |source| TlsError::Write {
             path: path.to_owned(),
@@ -148,8 +161,8 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
         file.sync_all().map_err(err)?;
         fs::rename(&tmp, path).map_err(err)
     };
-    write(key_path, certified.signing_key.serialize_pem(), true)?;
-    write(cert_path, certified.cert.pem(), false)?;
+    write(key_path, key.serialize_pem(), true)?;
+    write(cert_path, cert.pem(), false)?;
     Ok(())
 }
 

@@ -215,3 +215,36 @@ async fn shutdown_finishes_in_flight_requests() {
         "no longer accepting"
     );
 }
+
+#[test]
+fn the_example_configuration_names_every_setting_and_loads_to_the_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mobile-admin.example.toml");
+    #[derive(serde::Serialize)]
+    struct NoFlags {}
+    let loaded = mobile_admin::config::Config::load(Some(&path), NoFlags {}).unwrap();
+    assert_eq!(loaded, mobile_admin::config::Config::default());
+    // Settings without a default value are shown commented out; every other one appears.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let example: toml::Table = text.parse().unwrap();
+    let defaults = toml::Table::try_from(mobile_admin::config::Config::default()).unwrap();
+    fn keys(t: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (k, v) in t {
+            match v {
+                toml::Value::Table(inner) => keys(inner, &format!("{prefix}{k}."), out),
+                _ => out.push(format!("{prefix}{k}")),
+            }
+        }
+    }
+    let (mut a, mut b) = (vec![], vec![]);
+    keys(&example, "", &mut a);
+    keys(&defaults, "", &mut b);
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    for optional in ["tls_cert", "tls_key", "updates_dir", "secret_file"] {
+        assert!(
+            text.contains(&format!("# {optional} = ")),
+            "{optional} documented"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod xmllint;
 pub use db::*;
 
 use std::net::SocketAddr;
@@ -392,4 +393,210 @@ pub fn answer(command: &Command, sync: &SyncInfo, group: &str) -> Command {
 
 pub fn codes(commands: &[Command]) -> Vec<i32> {
     commands.iter().map(|c| c.code).collect()
+}
+
+use mobile_admin::soap::{EventBody, EventInfo};
+
+/// An event as devices send them; `n` makes the id and description unique.
+pub fn event(n: usize, event_type: &str) -> EventInfo {
+    let mut body = EventBody {
+        severity: Some(if event_type == "GNRL_EV_VIRUS_FOUND" {
+            4
+        } else {
+            1
+        }),
+        product_name: Some("KAVMOBILE".into()),
+        product_version: Some("6.0".into()),
+        event_type: Some(event_type.into()),
+        event_type_display_name: Some("Virus found".into()),
+        descr: Some(format!("event number {n}")),
+        locid: Some(7),
+        rise_time: Some(time::macros::datetime!(2026-11-23 10:00:00 UTC)),
+        rise_time_ms: Some(250),
+        ..EventBody::default()
+    };
+    body.par[1] = Some(format!("\\Storage Card\\file{n}.exe"));
+    body.par[4] = Some("EICAR-Test-File".into());
+    body.par[5] = Some(n.to_string());
+    EventInfo {
+        event_id: format!("evt-{n}"),
+        body,
+    }
+}
+
+impl TestDevice {
+    pub async fn put_events(&mut self, events: Vec<EventInfo>) -> Option<ParamError> {
+        match self
+            .call(Request::PutEvents {
+                session_id: self.session.clone(),
+                events,
+            })
+            .await
+        {
+            Response::PutEvents { error } => error,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+}
+
+/// A `mobile-admin serve` child process (for crash and multi-process tests).
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts the real binary on an ephemeral port and waits until it says where it listens.
+    pub fn spawn(data_dir: &Path, extra: &[&str]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mobile-admin"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--device-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("server binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            if let Some(rest) = line.split("device_addr=").nth(1) {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess { child, addr }
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestDevice {
+    /// Like `put_events`, but `None` when the connection failed (the server is gone).
+    pub async fn try_put_events(&mut self, events: Vec<EventInfo>) -> Option<Option<ParamError>> {
+        let body = soap::encode_request(
+            &MessageContext::default(),
+            &Request::PutEvents {
+                session_id: self.session.clone(),
+                events,
+            },
+        );
+        let (status, reply) = self.conn.try_post(body).await?;
+        assert_eq!(status, StatusCode::OK);
+        match soap::decode_response(&reply, &soap::Limits::default()).ok()? {
+            (_, Response::PutEvents { error }) => Some(error),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+}
+
+impl Connection {
+    /// A POST that reports a broken connection as `None` instead of panicking.
+    pub async fn try_post(&mut self, body: impl Into<Bytes>) -> Option<(StatusCode, Bytes)> {
+        let req = hyper::Request::builder()
+            .method("POST")
+            .uri("/")
+            .header("host", "localhost")
+            .body(Full::new(body.into()))
+            .unwrap();
+        let resp = self.sender.send_request(req).await.ok()?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        Some((status, body))
+    }
+}
+
+use mobile_admin::soap::{FileChunk, FileInfo};
+
+impl TestDevice {
+    pub async fn file_info(&mut self, name: &str) -> Result<FileInfo, ParamError> {
+        match self
+            .call(Request::GetFileInfo {
+                session_id: self.session.clone(),
+                file_name: name.to_string(),
+            })
+            .await
+        {
+            Response::GetFileInfo {
+                info: Some(info),
+                error: None,
+            } => Ok(info),
+            Response::GetFileInfo { error: Some(e), .. } => Err(e),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    pub async fn chunk(
+        &mut self,
+        name: &str,
+        start: u64,
+        size: u64,
+    ) -> Result<FileChunk, ParamError> {
+        match self
+            .call(Request::GetNextFileChunk {
+                session_id: self.session.clone(),
+                file_name: name.to_string(),
+                start_pos: start,
+                needed_size: size,
+            })
+            .await
+        {
+            Response::GetNextFileChunk {
+                chunk: Some(chunk),
+                error: None,
+            } => Ok(chunk),
+            Response::GetNextFileChunk { error: Some(e), .. } => Err(e),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// Downloads a whole file the way devices do, checking every chunk's CRC.
+    pub async fn download(&mut self, name: &str, chunk_size: u64) -> Result<Vec<u8>, ParamError> {
+        let info = self.file_info(name).await?;
+        let mut out = Vec::with_capacity(info.full_file_size as usize);
+        loop {
+            let chunk = self.chunk(name, out.len() as u64, chunk_size).await?;
+            assert_eq!(chunk.start_pos_in_file, out.len() as u64);
+            assert_eq!(chunk.full_file_size, info.full_file_size);
+            assert_eq!(
+                chunk.crc,
+                crc32fast::hash(&chunk.buff),
+                "CRC of chunk at {}",
+                out.len()
+            );
+            if chunk.buff.is_empty() {
+                assert_eq!(chunk.crc, 0);
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk.buff);
+        }
+    }
+}
+
+impl TestDevice {
+    /// Sends `req` and returns the raw reply, for tests that look at the XML itself.
+    pub async fn call_raw(&mut self, req: &Request) -> (StatusCode, Bytes) {
+        self.conn
+            .post(soap::encode_request(&MessageContext::default(), req))
+            .await
+    }
 }

@@ -340,6 +340,9 @@ def live(url, verify):
 
     session = requests.Session()
     session.verify = verify
+    # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the environment override session.verify;
+    # the certificate to trust is the one given here, so ignore the environment.
+    session.trust_env = False
     if verify is False:
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     client = zeep.Client(
