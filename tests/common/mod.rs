@@ -457,6 +457,9 @@ impl ServerProcess {
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            // The test harness's own variables share the configuration's prefix.
+            .env_remove("MOBILE_ADMIN_TEST_BACKEND")
+            .env_remove("MOBILE_ADMIN_TEST_PG_URL")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
