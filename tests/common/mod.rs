@@ -89,6 +89,9 @@ impl Connection {
             .header("soapaction", "\"\"")
             .body(Full::new(body.into()))
             .unwrap();
+        // On a multi-threaded runtime the connection task may not have taken in the end of the
+        // previous response yet: wait for it rather than race it.
+        self.sender.ready().await.expect("connection ready");
         let resp = self.sender.send_request(req).await.expect("response");
         let status = resp.status();
         let body = resp.into_body().collect().await.expect("body").to_bytes();
@@ -116,6 +119,13 @@ impl TestDir {
     pub async fn new() -> TestDir {
         let tmp = tempfile::tempdir().unwrap();
         let db = TestDb::create(tmp.path()).await;
+        TestDir { tmp, db }
+    }
+
+    /// A new directory with a SQLite database, whatever the backend under test.
+    pub fn sqlite() -> TestDir {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = TestDb::sqlite(tmp.path());
         TestDir { tmp, db }
     }
 
@@ -521,6 +531,7 @@ impl Connection {
             .header("host", "localhost")
             .body(Full::new(body.into()))
             .unwrap();
+        self.sender.ready().await.ok()?;
         let resp = self.sender.send_request(req).await.ok()?;
         let status = resp.status();
         let body = resp.into_body().collect().await.ok()?.to_bytes();
