@@ -310,7 +310,7 @@ fn read_operation<'a, T>(
     match read(r, op) {
         Ok(v) => Ok(Payload::Ok(v)),
         Err(ReadError::Codec(e)) => {
-            r.skip(elem)?;
+            r.drain(elem)?;
             Ok(Payload::Invalid(op, e))
         }
         Err(e) => Err(e),

@@ -230,8 +230,6 @@ impl<'a> Reader<'a> {
     }
 
     /// The next event; with `limited`, an element nested beyond the depth cap is an error.
-    /// Skipping passes `false`: it walks iteratively and keeps nothing per level, so a document
-    /// too deep to decode can still be checked for well-formedness.
     fn next(&mut self, limited: bool) -> Res<Ev<'a>> {
         loop {
             match self.xml.read_event().map_err(xml_err)? {
@@ -373,16 +371,23 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Reads (and drops) everything up to the end tag of `elem`, wherever inside it the reader
-    /// is (also after a decoding error part way through it).
+    /// Reads (and drops) everything up to the end tag of `elem`; nesting deeper than the cap
+    /// is still an error, so the cap holds for the whole document.
     pub(crate) fn skip(&mut self, elem: &Elem<'_>) -> Res<()> {
-        self.skip_to(elem.depth)
+        self.skip_to(elem.depth, true)
     }
 
-    /// Reads until the element at nesting level `depth` has ended; it must be open.
-    fn skip_to(&mut self, depth: usize) -> Res<()> {
+    /// After a decoding error anywhere inside `elem`, reads on to its end tag without the
+    /// depth cap: the message is refused already, this only checks that the rest is
+    /// well-formed (so that malformed XML is still a Fault). Nothing is kept per level.
+    pub(crate) fn drain(&mut self, elem: &Elem<'_>) -> Res<()> {
+        self.skip_to(elem.depth, false)
+    }
+
+    /// Reads until the element at nesting level `depth` has ended.
+    fn skip_to(&mut self, depth: usize, limited: bool) -> Res<()> {
         while self.depth >= depth {
-            if let Ev::Eof = self.next(false)? {
+            if let Ev::Eof = self.next(limited)? {
                 return Err(ReadError::Xml("unexpected end of document".into()));
             }
         }
