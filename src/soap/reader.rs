@@ -280,7 +280,9 @@ impl<'a> Reader<'a> {
         let mut nil = false;
         let mut xsi_type = None;
         if !start.attributes_raw().trim_ascii().is_empty() {
-            for attr in start.attributes() {
+            // No duplicate-attribute check: quick-xml's is quadratic in the attribute count,
+            // and a repeated attribute changes nothing here (the last one wins).
+            for attr in start.attributes().with_checks(false) {
                 let attr = attr.map_err(xml_err)?;
                 if attr.key.as_namespace_binding().is_some() {
                     self.seen.note(&attr.value);
