@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::error::quote;
 use super::lexical;
 use super::reader::{need, put, Elem, Reader, Res, XsiType};
 use super::serde_fmt::{b64, date, double, float};
@@ -121,7 +122,7 @@ fn read_node(r: &mut Reader<'_>, map: &mut BTreeMap<String, Value>, level: usize
         match map.entry(name) {
             Entry::Occupied(e) => {
                 return Err(CodecError::DuplicateName {
-                    name: e.key().clone(),
+                    name: quote(e.key()),
                 }
                 .into())
             }

@@ -126,6 +126,16 @@ fn malformed_documents_are_faults() {
             op("SessionEnd", "<szSessionId>a</szSessionId>")
         ),
         format!("text{}", op("SessionEnd", "<szSessionId>a</szSessionId>")),
+        op(
+            "SessionEnd",
+            &format!(
+                "<szSessionId {}>a</szSessionId>",
+                (0..65)
+                    .map(|i| format!("a{i}=\"\""))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        ),
     ];
     for doc in &cases {
         assert!(decode(doc).is_err(), "{doc:?}");
@@ -605,10 +615,24 @@ fn client_side_faults_and_errors() {
 }
 
 #[test]
-fn fault_reasons_are_bounded() {
+fn quoted_input_is_bounded() {
     let name = "x".repeat(10_000);
     let reason = fault(&op(&name, ""));
     assert!(reason.len() <= 200);
+    let long_name = "é".repeat(5_000);
+    let twice = entry(&long_name, "<data xsi:type=\"xsd:int\">1</data>").repeat(2);
+    match invalid(&settings(&twice)) {
+        CodecError::DuplicateName { name } => assert_eq!(name, "é".repeat(50)),
+        other => panic!("{other:?}"),
+    }
+    let odd_type = settings(&entry(
+        "a",
+        &format!("<data xsi:type=\"{long_name}\">1</data>"),
+    ));
+    match invalid(&odd_type) {
+        CodecError::UnknownType { xsi_type, .. } => assert_eq!(xsi_type.len(), 100),
+        other => panic!("{other:?}"),
+    }
     let multibyte = Fault::client("é".repeat(300));
     assert!(multibyte.reason.len() <= 200);
 }
