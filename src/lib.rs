@@ -8,10 +8,12 @@
 //! - [`sync`]: the pure sync planner (SPEC section 6).
 //! - [`auth`]: device credential hashing and login throttling.
 //! - [`updates`]: the update-file directory served by klft (path safety, chunked reads).
+//! - [`soap`]: the pure aklwngt SOAP codec (bytes to typed requests and responses, and back).
 
 pub mod auth;
 pub mod config;
 pub mod server;
+pub mod soap;
 pub mod store;
 pub mod sync;
 pub mod tls;
