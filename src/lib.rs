@@ -9,10 +9,12 @@
 //! - [`auth`]: device credential hashing and login throttling.
 //! - [`updates`]: the update-file directory served by klft (path safety, chunked reads).
 //! - [`soap`]: the pure aklwngt SOAP codec (bytes to typed requests and responses, and back).
+//! - [`sim`]: `mobile-admin simulate`, a fleet of virtual devices used as a load generator.
 
 pub mod auth;
 pub mod config;
 pub mod server;
+pub mod sim;
 pub mod soap;
 pub mod store;
 pub mod sync;
