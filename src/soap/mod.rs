@@ -182,8 +182,8 @@ pub struct MessageContext {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Limits {
-    /// Nesting of params containers and arrays (the top container is level 1). Values above
-    /// 256 count as 256.
+    /// Nesting of params containers and arrays (the top container is level 1); also bounds
+    /// XML element nesting in general. Values above 100 count as 100.
     pub max_depth: usize,
     /// Params entries, array items and string-list items in one message, together.
     pub max_entries: usize,

@@ -147,12 +147,37 @@ fn read_value_holder(r: &mut Reader<'_>, level: usize) -> Res<Option<Value>> {
     need(data, "data").map(Some)
 }
 
+/// Containers recurse; everything else is read in [`read_scalar`], kept out of the recursive
+/// path so that each nesting level costs little stack.
 fn read_value<'a>(r: &mut Reader<'a>, data: &Elem<'a>, level: usize) -> Res<Value> {
+    match &data.xsi_type {
+        Some(XsiType::Params) if !data.nil => Ok(Value::Params(read_params(r, level + 1)?)),
+        Some(XsiType::ArrayValue) if !data.nil => read_array(r, level + 1),
+        _ => read_scalar(r, data),
+    }
+}
+
+fn read_array(r: &mut Reader<'_>, level: usize) -> Res<Value> {
+    r.check_level(level)?;
+    let mut items = Vec::new();
+    while let Some(item) = r.next_child()? {
+        if item.local() != "item" {
+            r.skip(&item)?;
+            continue;
+        }
+        r.count_entry()?;
+        let v = read_value_holder(r, level)?;
+        items.push(need(v, "data")?);
+    }
+    Ok(Value::Array(items))
+}
+
+#[inline(never)]
+fn read_scalar<'a>(r: &mut Reader<'a>, data: &Elem<'a>) -> Res<Value> {
     const F: &str = "data";
-    let missing = || CodecError::MissingField { field: F.into() };
     if data.nil {
         r.skip(data)?;
-        return Err(missing().into());
+        return Err(CodecError::MissingField { field: F.into() }.into());
     }
     let Some(ty) = &data.xsi_type else {
         r.skip(data)?;
@@ -178,21 +203,6 @@ fn read_value<'a>(r: &mut Reader<'a>, data: &Elem<'a>, level: usize) -> Res<Valu
                 bytes.pop();
             }
             Value::Binary(bytes)
-        }
-        XsiType::Params => Value::Params(read_params(r, level + 1)?),
-        XsiType::ArrayValue => {
-            r.check_level(level + 1)?;
-            let mut items = Vec::new();
-            while let Some(item) = r.next_child()? {
-                if item.local() != "item" {
-                    r.skip(&item)?;
-                    continue;
-                }
-                r.count_entry()?;
-                let v = read_value_holder(r, level + 1)?;
-                items.push(need(v, F)?);
-            }
-            Value::Array(items)
         }
         other => {
             let xsi_type = match other {

@@ -172,10 +172,9 @@ enum Ev<'a> {
     Eof,
 }
 
-/// Deepest XML nesting a request may have: the params depth limit times the elements one
-/// params level takes (`data/node/item/value/data`), plus the envelope and command frames.
-/// Capped so that a careless configuration cannot let input drive recursion far.
-const MAX_PARAMS_DEPTH: usize = 256;
+/// Params nesting is read recursively, so a careless configuration must not let input drive
+/// the recursion far: deeper limits are capped here.
+const MAX_PARAMS_DEPTH: usize = 100;
 
 pub(crate) struct Reader<'a> {
     xml: NsReader<&'a [u8]>,
@@ -200,6 +199,8 @@ impl<'a> Reader<'a> {
         Reader {
             xml,
             depth: 0,
+            // One params level takes four elements (`data/node/item/value`), plus the
+            // envelope and command frames around the top container.
             max_xml_depth: 16 + 5 * limits.max_depth,
             limits,
             entries: 0,
@@ -279,7 +280,9 @@ impl<'a> Reader<'a> {
         let mut nil = false;
         let mut xsi_type = None;
         if !start.attributes_raw().trim_ascii().is_empty() {
-            for attr in start.attributes() {
+            // No duplicate-attribute check: quick-xml's is quadratic in the attribute count,
+            // and a repeated attribute changes nothing here (the last one wins).
+            for attr in start.attributes().with_checks(false) {
                 let attr = attr.map_err(xml_err)?;
                 if attr.key.as_namespace_binding().is_some() {
                     self.seen.note(&attr.value);

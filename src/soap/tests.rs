@@ -293,6 +293,21 @@ fn params_depth_is_bounded() {
 }
 
 #[test]
+fn a_configured_depth_is_capped() {
+    let limits = Limits {
+        max_depth: 100_000,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        decode_request(nested_params(101).as_bytes(), &limits),
+        Ok(Decoded::Invalid {
+            error: CodecError::TooDeep { max: 100 },
+            ..
+        })
+    ));
+}
+
+#[test]
 fn deep_element_nesting_is_bounded() {
     for depth in [10_000, 70_000] {
         let deep = format!("{}x{}", "<a>".repeat(depth), "</a>".repeat(depth));
