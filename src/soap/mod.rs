@@ -325,7 +325,9 @@ fn context(r: &Reader<'_>) -> MessageContext {
 }
 
 /// Decodes a request (server side). `Err` is for what cannot be answered as an operation:
-/// malformed or refused XML, not a SOAP envelope, no Body, an unknown operation.
+/// malformed or refused XML, not a SOAP envelope, no Body, an unknown operation. Such a fault
+/// is encoded with `MessageContext::default()`: nothing in a Fault depends on the schema or
+/// param namespaces, and a message that could not be read has no trustworthy message id.
 pub fn decode_request(body: &[u8], limits: &Limits) -> Result<Decoded, Fault> {
     let mut r = Reader::new(body, limits);
     let payload = read_envelope(&mut r, |r, elem| {
