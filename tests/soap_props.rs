@@ -391,6 +391,7 @@ fn context() -> BoxedStrategy<MessageContext> {
         .prop_map(|(xsd, xsi, param, message_id)| MessageContext {
             ns: Namespaces { xsd, xsi, param },
             message_id,
+            ..MessageContext::default()
         })
         .boxed()
 }

@@ -57,6 +57,9 @@ pub struct ProtocolConfig {
     pub login_failures_per_device: u32,
     pub login_failures_per_address: u32,
     pub login_failure_window_secs: u64,
+    /// `xsi:type` of string values in settings and policy pushes: `wstring` (what deployed devices
+    /// require) or `string` (for clients built with strict toolkits such as zeep or .NET).
+    pub string_value_type: soap::StringType,
 }
 
 impl Default for ProtocolConfig {
@@ -71,6 +74,7 @@ impl Default for ProtocolConfig {
             login_failures_per_device: 5,
             login_failures_per_address: 50,
             login_failure_window_secs: 300,
+            string_value_type: soap::StringType::WString,
         }
     }
 }
@@ -160,7 +164,7 @@ impl DeviceService {
             }
         };
         let op = decoded.operation();
-        let (ctx, response) = match decoded {
+        let (mut ctx, response) = match decoded {
             Decoded::Ok { ctx, request } => {
                 let span = info_span!("op", op = op.wire_name());
                 let response = self.dispatch(request, peer).instrument(span).await;
@@ -172,6 +176,7 @@ impl DeviceService {
                 (ctx, Response::error_reply(op, e.to_param_error()))
             }
         };
+        ctx.string_type = self.config.string_value_type;
         (StatusCode::OK, soap::encode_response(&ctx, &response))
     }
 

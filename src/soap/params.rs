@@ -246,7 +246,8 @@ fn write_value(w: &mut Writer, value: &Value) {
             w.raw(if *v { "true" } else { "false" });
         }
         Value::String(v) => {
-            w.open_typed("data", "xsd:wstring");
+            let string_type = w.string_type;
+            w.open_typed("data", string_type);
             w.text(v);
         }
         Value::Int(v) => {

@@ -650,3 +650,30 @@ fn error_replies_have_the_operation_shape() {
         assert!(text.contains("<oError><code>1186</code>"));
     }
 }
+
+#[test]
+fn string_values_are_typed_as_configured_and_read_back_either_way() {
+    let mut params = Params::default();
+    params.0.insert("Name".into(), Value::String("Ivan".into()));
+    let reply = Response::Heartbeat {
+        command: Command {
+            code: 3,
+            data: Some(CmdData::Par(params.clone())),
+        },
+        error: None,
+    };
+    for (string_type, written) in [
+        (StringType::WString, "xsi:type=\"xsd:wstring\""),
+        (StringType::String, "xsi:type=\"xsd:string\""),
+    ] {
+        let ctx = MessageContext {
+            string_type,
+            ..MessageContext::default()
+        };
+        let bytes = encode_response(&ctx, &reply);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains(written), "{text}");
+        let (_, decoded) = decode_response(&bytes, &Limits::default()).unwrap();
+        assert_eq!(decoded, reply);
+    }
+}
