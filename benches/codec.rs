@@ -74,6 +74,7 @@ fn bench(c: &mut Criterion) {
         &MessageContext {
             ns: Namespaces::LEGACY,
             message_id: Some(7),
+            ..MessageContext::default()
         },
         &Request::Heartbeat {
             session_id: "Qm9vdHN0cmFwU2Vzc2lvbg".into(),
