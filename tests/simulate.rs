@@ -564,3 +564,68 @@ async fn unacknowledged_events_are_resent_with_the_same_ids() {
     assert!(scripted.problems.lock().unwrap().is_empty());
     running.stop().await;
 }
+
+/// The simulator against the real server: the report and the database agree, and a second run is a
+/// fleet of known devices with nothing to sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_the_real_server_the_report_and_the_database_agree() {
+    let server = common::TestServer::start().await;
+    std::fs::create_dir_all(server.config.updates_dir().join("bases")).unwrap();
+    std::fs::write(
+        server.config.updates_dir().join("bases/av.bin"),
+        vec![3u8; 100_000],
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut options = options_for(server.addr(), server.dir.path(), state.path(), 20);
+    options.events_per_session = 2;
+    options.download = Some("bases/av.bin".into());
+    options.download_share = 0.5;
+    let report = sim::run(options.clone()).await.unwrap();
+    let run = report.server.as_ref().expect("a server run");
+    assert_clean(run);
+    assert_consistent(run);
+    assert!(run.downloads_ok > 0);
+    assert_eq!(
+        run.bytes_downloaded,
+        run.downloads_ok * 100_000,
+        "whole files, CRCs checked"
+    );
+    assert_eq!(report.enrolled_after, 20);
+
+    let store = &server.app.store;
+    assert_eq!(store.device_count().await.unwrap(), 20);
+    assert_eq!(
+        store.event_count().await.unwrap() as u64,
+        run.events_acked,
+        "every acknowledged event is stored, once"
+    );
+    // First contacts ran the whole sync: 20 app infos and states are stored.
+    let db = server.sql().await;
+    let infos: i64 = sqlx::query_scalar("SELECT count(*) FROM device_app_info")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(infos, 20);
+    assert_eq!(run.commands.get("5 APPINFO_GET").copied(), Some(20));
+
+    // The second run: known devices, unchanged hashes, so no sync commands at all.
+    options.download = None;
+    let again = sim::run(options).await.unwrap();
+    let run2 = again.server.as_ref().unwrap();
+    assert_clean(run2);
+    assert_consistent(run2);
+    assert_eq!(again.enrolled_before, 20);
+    let sync_commands: u64 = run2
+        .commands
+        .iter()
+        .filter(|(k, _)| !k.starts_with("0 "))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(sync_commands, 0, "{:?}", run2.commands);
+    assert_eq!(
+        store.event_count().await.unwrap() as u64,
+        run.events_acked + run2.events_acked
+    );
+    server.stop().await;
+}
