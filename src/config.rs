@@ -109,7 +109,12 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment
-            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            // MOBILE_ADMIN_TEST_BACKEND picks the test suite's database; it is not a server setting.
+            .merge(
+                Env::prefixed(ENV_PREFIX)
+                    .ignore(&["TEST_BACKEND"])
+                    .split("__"),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(Box::new)

@@ -13,6 +13,7 @@
 //! - [`store`]: persistence behind the [`store::Store`] trait; the only module that writes SQL.
 //! - [`server`]: sockets only — the device listener (TLS, HTTP/1.1, limits) and process wiring.
 //! - [`tls`]: certificates for the device port (configured or self-signed on first start).
+//! - [`sim`]: the device simulator and load generator (`mobile-admin simulate`), with a baseline responder.
 
 pub mod auth;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod events;
 pub mod server;
 pub mod service;
 pub mod sessions;
+pub mod sim;
 pub mod soap;
 pub mod store;
 pub mod sync;

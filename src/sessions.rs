@@ -225,16 +225,31 @@ impl Sessions for MemorySessions {
     }
 }
 
-/// Sessions in the database, shared by every server node that uses it. The download guard of a
-/// session stays in the node that served the call (a download restarted is the worst case).
+/// Sessions in the database, shared by every server node that uses it.
+///
+/// A session's download guard names file versions by device and inode, which mean something only
+/// on the node that read the file: it stays in that node's memory, and only for sessions that
+/// download. A device that moves to another node in the middle of a download is checked from there
+/// on against what that node reads.
 pub struct StoredSessions {
     expiry: Expiry,
     store: Arc<dyn Store>,
+    guards: Mutex<HashMap<String, LocalGuard>>,
+}
+
+struct LocalGuard {
+    created: OffsetDateTime,
+    last_used: OffsetDateTime,
+    guard: DownloadGuard,
 }
 
 impl StoredSessions {
     pub fn new(store: Arc<dyn Store>, expiry: Expiry) -> StoredSessions {
-        StoredSessions { expiry, store }
+        StoredSessions {
+            expiry,
+            store,
+            guards: Mutex::new(HashMap::new()),
+        }
     }
 
     fn to_stored(session: &Session) -> Result<StoredSession, SessionError> {
@@ -268,6 +283,7 @@ impl Sessions for StoredSessions {
             .await
             .map_err(storage)?
         else {
+            self.guards.lock().unwrap().remove(id);
             return Ok(None);
         };
         let mut session: Session = serde_json::from_value(stored.data).map_err(storage)?;
@@ -275,10 +291,29 @@ impl Sessions for StoredSessions {
         session.device = stored.device;
         session.created = stored.created;
         session.last_used = stored.last_used;
+        if let Some(local) = self.guards.lock().unwrap().get_mut(id) {
+            local.last_used = now;
+            session.downloads = local.guard.clone();
+        }
         Ok(Some(session))
     }
 
     async fn update(&self, session: &Session) -> Result<(), SessionError> {
+        {
+            let mut guards = self.guards.lock().unwrap();
+            if session.downloads.is_empty() {
+                guards.remove(&session.id);
+            } else {
+                guards.insert(
+                    session.id.clone(),
+                    LocalGuard {
+                        created: session.created,
+                        last_used: session.last_used,
+                        guard: session.downloads.clone(),
+                    },
+                );
+            }
+        }
         self.store
             .update_session(&Self::to_stored(session)?)
             .await
@@ -286,10 +321,14 @@ impl Sessions for StoredSessions {
     }
 
     async fn remove(&self, id: &str) -> Result<bool, SessionError> {
+        self.guards.lock().unwrap().remove(id);
         self.store.remove_session(id).await.map_err(storage)
     }
 
     async fn sweep(&self, now: OffsetDateTime) -> Result<usize, SessionError> {
+        self.guards.lock().unwrap().retain(|_, local| {
+            now - local.last_used <= self.expiry.idle && now - local.created <= self.expiry.absolute
+        });
         let n = self
             .store
             .sweep_sessions(&self.expiry.cutoff(now))

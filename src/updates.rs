@@ -556,6 +556,11 @@ impl DownloadGuard {
         }
     }
 
+    /// True until the session asks about a file: nothing to remember.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Admits a chunk of `name` at `start` read from version `id`, or answers `Changed` if the
     /// device started this download from another version. Names are compared after
     /// normalisation, so `a\b` and `a/b` are the same file.

@@ -60,6 +60,9 @@ pub struct ProtocolConfig {
     /// Keep sessions in the database so that several server nodes on one database serve a device's
     /// calls interchangeably. Unset: on for PostgreSQL, off (sessions in memory) for SQLite.
     pub shared_sessions: Option<bool>,
+    /// `xsi:type` of string values in settings and policy pushes: `wstring` (what deployed devices
+    /// require) or `string` (for clients built with strict toolkits such as zeep or .NET).
+    pub string_value_type: soap::StringType,
 }
 
 impl Default for ProtocolConfig {
@@ -75,6 +78,7 @@ impl Default for ProtocolConfig {
             login_failures_per_address: 50,
             login_failure_window_secs: 300,
             shared_sessions: None,
+            string_value_type: soap::StringType::WString,
         }
     }
 }
@@ -164,7 +168,7 @@ impl DeviceService {
             }
         };
         let op = decoded.operation();
-        let (ctx, response) = match decoded {
+        let (mut ctx, response) = match decoded {
             Decoded::Ok { ctx, request } => {
                 let span = info_span!("op", op = op.wire_name());
                 let response = self.dispatch(request, peer).instrument(span).await;
@@ -176,6 +180,7 @@ impl DeviceService {
                 (ctx, Response::error_reply(op, e.to_param_error()))
             }
         };
+        ctx.string_type = self.config.string_value_type;
         (StatusCode::OK, soap::encode_response(&ctx, &response))
     }
 

@@ -50,6 +50,19 @@ impl CodecError {
     }
 }
 
+/// Input quoted in an error (a parameter name, a type) is cut to this many bytes: errors end
+/// up in replies and logs, and the peer controls the text.
+const MAX_QUOTE: usize = 100;
+
+/// `s`, cut at a character boundary to at most [`MAX_QUOTE`] bytes.
+pub(crate) fn quote(s: &str) -> String {
+    let mut cut = s.len().min(MAX_QUOTE);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s[..cut].to_owned()
+}
+
 /// `faultcode` of a SOAP 1.1 Fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FaultCode {
@@ -75,13 +88,11 @@ impl Fault {
     /// A `SOAP-ENV:Client` fault; the reason is cut to a sane length.
     pub fn client(reason: impl Into<String>) -> Self {
         let mut reason = reason.into();
-        if reason.len() > MAX_REASON {
-            let mut cut = MAX_REASON;
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reason.truncate(cut);
+        let mut cut = reason.len().min(MAX_REASON);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
         }
+        reason.truncate(cut);
         Fault {
             code: FaultCode::Client,
             reason,

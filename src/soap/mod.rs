@@ -176,14 +176,45 @@ pub struct MessageContext {
     /// `MessageId` of the `messDesc` header; the header is written only when this is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<i32>,
+    /// How string parameter values are typed on output; decoding accepts both. Not part of the
+    /// request: the server sets it from its configuration.
+    #[serde(default, skip_serializing_if = "StringType::is_wstring")]
+    pub string_type: StringType,
+}
+
+/// The `xsi:type` written on string parameter values.
+///
+/// Deployed devices (gSOAP 2.7 builds) reject `xsd:string` there and need `xsd:wstring`, which is
+/// what the original server wrote. `xsd:wstring` is no XML Schema type, though, so toolkits that
+/// resolve `xsi:type` strictly (zeep, .NET) cannot read it: deployments of such clients choose
+/// `String`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StringType {
+    #[default]
+    WString,
+    String,
+}
+
+impl StringType {
+    fn is_wstring(&self) -> bool {
+        *self == StringType::WString
+    }
+
+    pub(crate) fn xsi_type(self) -> &'static str {
+        match self {
+            StringType::WString => "xsd:wstring",
+            StringType::String => "xsd:string",
+        }
+    }
 }
 
 /// Bounds on what a hostile message can make the decoder build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Limits {
-    /// Nesting of params containers and arrays (the top container is level 1). Values above
-    /// 256 count as 256.
+    /// Nesting of params containers and arrays (the top container is level 1); also bounds
+    /// XML element nesting in general. Values above 100 count as 100.
     pub max_depth: usize,
     /// Params entries, array items and string-list items in one message, together.
     pub max_entries: usize,
@@ -310,7 +341,7 @@ fn read_operation<'a, T>(
     match read(r, op) {
         Ok(v) => Ok(Payload::Ok(v)),
         Err(ReadError::Codec(e)) => {
-            r.skip(elem)?;
+            r.drain(elem)?;
             Ok(Payload::Invalid(op, e))
         }
         Err(e) => Err(e),
@@ -321,11 +352,14 @@ fn context(r: &Reader<'_>) -> MessageContext {
     MessageContext {
         ns: r.namespaces(),
         message_id: r.message_id,
+        string_type: StringType::default(),
     }
 }
 
 /// Decodes a request (server side). `Err` is for what cannot be answered as an operation:
-/// malformed or refused XML, not a SOAP envelope, no Body, an unknown operation.
+/// malformed or refused XML, not a SOAP envelope, no Body, an unknown operation. Such a fault
+/// is encoded with `MessageContext::default()`: nothing in a Fault depends on the schema or
+/// param namespaces, and a message that could not be read has no trustworthy message id.
 pub fn decode_request(body: &[u8], limits: &Limits) -> Result<Decoded, Fault> {
     let mut r = Reader::new(body, limits);
     let payload = read_envelope(&mut r, |r, elem| {
@@ -420,6 +454,7 @@ fn write_envelope(
     body: impl FnOnce(&mut Writer),
 ) -> Vec<u8> {
     let mut w = Writer::with_capacity(size_hint);
+    w.string_type = ctx.string_type.xsi_type();
     w.raw("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<SOAP-ENV:Envelope xmlns:SOAP-ENV=\"");
     w.raw(SOAP_ENV_NS);
     w.raw("\" xmlns:SOAP-ENC=\"");

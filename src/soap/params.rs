@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::error::quote;
 use super::lexical;
 use super::reader::{need, put, Elem, Reader, Res, XsiType};
 use super::serde_fmt::{b64, date, double, float};
@@ -121,7 +122,7 @@ fn read_node(r: &mut Reader<'_>, map: &mut BTreeMap<String, Value>, level: usize
         match map.entry(name) {
             Entry::Occupied(e) => {
                 return Err(CodecError::DuplicateName {
-                    name: e.key().clone(),
+                    name: quote(e.key()),
                 }
                 .into())
             }
@@ -147,12 +148,37 @@ fn read_value_holder(r: &mut Reader<'_>, level: usize) -> Res<Option<Value>> {
     need(data, "data").map(Some)
 }
 
+/// Containers recurse; everything else is read in [`read_scalar`], kept out of the recursive
+/// path so that each nesting level costs little stack.
 fn read_value<'a>(r: &mut Reader<'a>, data: &Elem<'a>, level: usize) -> Res<Value> {
+    match &data.xsi_type {
+        Some(XsiType::Params) if !data.nil => Ok(Value::Params(read_params(r, level + 1)?)),
+        Some(XsiType::ArrayValue) if !data.nil => read_array(r, level + 1),
+        _ => read_scalar(r, data),
+    }
+}
+
+fn read_array(r: &mut Reader<'_>, level: usize) -> Res<Value> {
+    r.check_level(level)?;
+    let mut items = Vec::new();
+    while let Some(item) = r.next_child()? {
+        if item.local() != "item" {
+            r.skip(&item)?;
+            continue;
+        }
+        r.count_entry()?;
+        let v = read_value_holder(r, level)?;
+        items.push(need(v, "data")?);
+    }
+    Ok(Value::Array(items))
+}
+
+#[inline(never)]
+fn read_scalar<'a>(r: &mut Reader<'a>, data: &Elem<'a>) -> Res<Value> {
     const F: &str = "data";
-    let missing = || CodecError::MissingField { field: F.into() };
     if data.nil {
         r.skip(data)?;
-        return Err(missing().into());
+        return Err(CodecError::MissingField { field: F.into() }.into());
     }
     let Some(ty) = &data.xsi_type else {
         r.skip(data)?;
@@ -178,21 +204,6 @@ fn read_value<'a>(r: &mut Reader<'a>, data: &Elem<'a>, level: usize) -> Res<Valu
                 bytes.pop();
             }
             Value::Binary(bytes)
-        }
-        XsiType::Params => Value::Params(read_params(r, level + 1)?),
-        XsiType::ArrayValue => {
-            r.check_level(level + 1)?;
-            let mut items = Vec::new();
-            while let Some(item) = r.next_child()? {
-                if item.local() != "item" {
-                    r.skip(&item)?;
-                    continue;
-                }
-                r.count_entry()?;
-                let v = read_value_holder(r, level + 1)?;
-                items.push(need(v, F)?);
-            }
-            Value::Array(items)
         }
         other => {
             let xsi_type = match other {
@@ -235,7 +246,8 @@ fn write_value(w: &mut Writer, value: &Value) {
             w.raw(if *v { "true" } else { "false" });
         }
         Value::String(v) => {
-            w.open_typed("data", "xsd:wstring");
+            let string_type = w.string_type;
+            w.open_typed("data", string_type);
             w.text(v);
         }
         Value::Int(v) => {

@@ -13,6 +13,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::{Namespace, QName, ResolveResult};
 use quick_xml::{NsReader, XmlVersion};
 
+use super::error::quote;
 use super::lexical;
 use super::{
     CodecError, Limits, Namespaces, ParamNs, SchemaNs, AKLWNGT_NS, PARAM_NS, PARAM_NS_OLD,
@@ -169,13 +170,33 @@ enum Ev<'a> {
     Start(Elem<'a>),
     End,
     Text(Cow<'a, str>),
+    /// A character reference, kept apart so that resolving one allocates nothing.
+    Char(char),
     Eof,
 }
 
-/// Deepest XML nesting a request may have: the params depth limit times the elements one
-/// params level takes (`data/node/item/value/data`), plus the envelope and command frames.
-/// Capped so that a careless configuration cannot let input drive recursion far.
-const MAX_PARAMS_DEPTH: usize = 256;
+/// Appends `piece` to `text` within `max` bytes; returns whether it had to be cut (at a
+/// character boundary).
+fn push_limited(text: &mut Cow<'_, str>, piece: &str, max: usize) -> bool {
+    if text.len() + piece.len() > max {
+        let mut cut = max.saturating_sub(text.len());
+        while !piece.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.to_mut().push_str(&piece[..cut]);
+        true
+    } else {
+        text.to_mut().push_str(piece);
+        false
+    }
+}
+
+/// Attributes one element may have; SOAP elements have a handful.
+const MAX_ATTRIBUTES: usize = 64;
+
+/// Params nesting is read recursively, so a careless configuration must not let input drive
+/// the recursion far: deeper limits are capped here.
+const MAX_PARAMS_DEPTH: usize = 100;
 
 pub(crate) struct Reader<'a> {
     xml: NsReader<&'a [u8]>,
@@ -200,6 +221,8 @@ impl<'a> Reader<'a> {
         Reader {
             xml,
             depth: 0,
+            // One params level takes four elements (`data/node/item/value`), plus the
+            // envelope and command frames around the top container.
             max_xml_depth: 16 + 5 * limits.max_depth,
             limits,
             entries: 0,
@@ -230,8 +253,6 @@ impl<'a> Reader<'a> {
     }
 
     /// The next event; with `limited`, an element nested beyond the depth cap is an error.
-    /// Skipping passes `false`: it walks iteratively and keeps nothing per level, so a document
-    /// too deep to decode can still be checked for well-formedness.
     fn next(&mut self, limited: bool) -> Res<Ev<'a>> {
         loop {
             match self.xml.read_event().map_err(xml_err)? {
@@ -255,7 +276,7 @@ impl<'a> Reader<'a> {
                 Event::GeneralRef(r) => {
                     if r.is_char_ref() {
                         return match r.resolve_char_ref() {
-                            Ok(Some(c)) => Ok(Ev::Text(Cow::Owned(c.to_string()))),
+                            Ok(Some(c)) => Ok(Ev::Char(c)),
                             _ => Err(ReadError::Xml("invalid character reference".into())),
                         };
                     }
@@ -281,7 +302,11 @@ impl<'a> Reader<'a> {
         let mut nil = false;
         let mut xsi_type = None;
         if !start.attributes_raw().trim_ascii().is_empty() {
-            for attr in start.attributes() {
+            for (i, attr) in start.attributes().enumerate() {
+                // quick-xml's duplicate-attribute check is quadratic in the attribute count.
+                if i == MAX_ATTRIBUTES {
+                    return Err(ReadError::Xml("too many attributes".into()));
+                }
                 let attr = attr.map_err(xml_err)?;
                 if attr.key.as_namespace_binding().is_some() {
                     self.seen.note(&attr.value);
@@ -322,7 +347,7 @@ impl<'a> Reader<'a> {
             ResolveResult::Bound(Namespace(uri)) => classify(uri),
             _ => Space::Other,
         };
-        type_named(space, local.into_inner()).unwrap_or_else(|| XsiType::Other(value.to_owned()))
+        type_named(space, local.into_inner()).unwrap_or_else(|| XsiType::Other(quote(value)))
     }
 
     /// The namespace of an element just returned by [`Self::next_child`] or [`Self::root`].
@@ -339,7 +364,7 @@ impl<'a> Reader<'a> {
             match self.next(true)? {
                 Ev::Start(e) => return Ok(e),
                 Ev::Text(t) if t.bytes().all(lexical::is_xml_space) => {}
-                Ev::Text(_) => {
+                Ev::Text(_) | Ev::Char(_) => {
                     return Err(ReadError::Xml("text before the document element".into()))
                 }
                 Ev::End => return Err(ReadError::Xml("unexpected end tag".into())),
@@ -367,22 +392,29 @@ impl<'a> Reader<'a> {
             match self.next(true)? {
                 Ev::Start(e) => return Ok(Some(e)),
                 Ev::End => return Ok(None),
-                Ev::Text(_) => {}
+                Ev::Text(_) | Ev::Char(_) => {}
                 Ev::Eof => return Err(ReadError::Xml("unexpected end of document".into())),
             }
         }
     }
 
-    /// Reads (and drops) everything up to the end tag of `elem`, wherever inside it the reader
-    /// is (also after a decoding error part way through it).
+    /// Reads (and drops) everything up to the end tag of `elem`; nesting deeper than the cap
+    /// is still an error, so the cap holds for the whole document.
     pub(crate) fn skip(&mut self, elem: &Elem<'_>) -> Res<()> {
-        self.skip_to(elem.depth)
+        self.skip_to(elem.depth, true)
     }
 
-    /// Reads until the element at nesting level `depth` has ended; it must be open.
-    fn skip_to(&mut self, depth: usize) -> Res<()> {
+    /// After a decoding error anywhere inside `elem`, reads on to its end tag without the
+    /// depth cap: the message is refused already, this only checks that the rest is
+    /// well-formed (so that malformed XML is still a Fault). Nothing is kept per level.
+    pub(crate) fn drain(&mut self, elem: &Elem<'_>) -> Res<()> {
+        self.skip_to(elem.depth, false)
+    }
+
+    /// Reads until the element at nesting level `depth` has ended.
+    fn skip_to(&mut self, depth: usize, limited: bool) -> Res<()> {
         while self.depth >= depth {
-            if let Ev::Eof = self.next(false)? {
+            if let Ev::Eof = self.next(limited)? {
                 return Err(ReadError::Xml("unexpected end of document".into()));
             }
         }
@@ -401,17 +433,16 @@ impl<'a> Reader<'a> {
                     if nested || truncated {
                         continue;
                     }
-                    if text.len() + piece.len() > max {
-                        let mut cut = max - text.len();
-                        while !piece.is_char_boundary(cut) {
-                            cut -= 1;
-                        }
-                        text.to_mut().push_str(&piece[..cut]);
-                        truncated = true;
-                    } else if text.is_empty() {
+                    if text.is_empty() && piece.len() <= max {
+                        // The common case: one piece, borrowed from the input.
                         text = piece;
                     } else {
-                        text.to_mut().push_str(&piece);
+                        truncated = push_limited(&mut text, &piece, max);
+                    }
+                }
+                Ev::Char(c) => {
+                    if !nested && !truncated {
+                        truncated = push_limited(&mut text, c.encode_utf8(&mut [0; 4]), max);
                     }
                 }
                 Ev::Start(_) => nested = true,

@@ -12,6 +12,8 @@ use super::lexical;
 
 pub(crate) struct Writer {
     out: String,
+    /// `xsi:type` of string parameter values (see [`super::StringType`]).
+    pub(crate) string_type: &'static str,
 }
 
 /// Appends `s` as element content. `\r` is written as a character reference so that it
@@ -61,6 +63,7 @@ impl Writer {
     pub(crate) fn with_capacity(cap: usize) -> Self {
         Writer {
             out: String::with_capacity(cap),
+            string_type: super::StringType::WString.xsi_type(),
         }
     }
 

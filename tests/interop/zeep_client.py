@@ -14,6 +14,7 @@ Live, it runs one whole device session against a running server and prints a one
 
     zeep_client.py --url https://127.0.0.1:13292/wsdl --insecure
     zeep_client.py --url https://127.0.0.1:13292/wsdl --cafile server.pem
+    zeep_client.py --url ... --strict-wsdl   # no reply rewriting: server with string_value_type = "string"
 
 It exits non-zero on any oError, SOAP Fault, transport error or unexpected command.
 
@@ -334,7 +335,7 @@ def type_name(value):
 # ======================================================================================== live
 
 
-def live(url, verify):
+def live(url, verify, strict=False):
     import requests
     import urllib3
 
@@ -348,7 +349,8 @@ def live(url, verify):
     client = zeep.Client(
         url,
         transport=zeep.Transport(session=session, timeout=30, operation_timeout=30),
-        plugins=[WstringAsString()],
+        # strict: nothing but the WSDL, for a server configured to type string values as xsd:string.
+        plugins=[] if strict else [WstringAsString()],
     )
     # Talk to the server the WSDL came from, whatever address it wrote into soap:address.
     parts = urllib.parse.urlsplit(url)
@@ -426,13 +428,18 @@ def main(argv=None):
     trust = parser.add_mutually_exclusive_group()
     trust.add_argument("--insecure", action="store_true", help="accept any server certificate")
     trust.add_argument("--cafile", help="PEM file of the certificate(s) to trust")
+    parser.add_argument(
+        "--strict-wsdl",
+        action="store_true",
+        help="live: no xsd:wstring rewriting (for a server with string_value_type = \"string\")",
+    )
     args = parser.parse_args(argv)
 
     try:
         if args.offline:
             offline(args.offline[0], args.offline[1], args.replies)
         else:
-            live(args.url, False if args.insecure else (args.cafile or True))
+            live(args.url, False if args.insecure else (args.cafile or True), args.strict_wsdl)
     except zeep.exceptions.Fault as fault:
         print("FAIL: SOAP Fault %s: %s" % (fault.code, fault.message), file=sys.stderr)
         return 1
