@@ -22,6 +22,8 @@ use crate::sync::Known;
 
 /// Connections per node. Every request holds one only for the length of its statements.
 const MAX_CONNECTIONS: u32 = 16;
+/// Connections per node for session rows, on top of [`MAX_CONNECTIONS`].
+const SESSION_CONNECTIONS: u32 = 8;
 /// PostgreSQL takes at most 65535 parameters in one statement.
 const MAX_PARAMS: usize = 60_000;
 /// Rows of one PutEvents insert statement (33 parameters each).
@@ -31,19 +33,27 @@ const ATTEMPTS: usize = 3;
 
 pub struct PgStore {
     pool: PgPool,
+    /// For session rows only: their commits do not wait for the WAL flush (`synchronous_commit =
+    /// off`). A session is not data anyone was promised: losing the last moments of session writes
+    /// in a database crash only makes the devices concerned log in again. Everything else stays
+    /// durable on return.
+    sessions: PgPool,
 }
 
 impl PgStore {
     /// Connects, creating the database first if the server says it does not exist.
     pub async fn open(url: &str) -> Result<PgStore> {
         let options = PgConnectOptions::from_str(url)?;
-        let pool_options = || {
+        let pool_options = |size| {
             PgPoolOptions::new()
-                .max_connections(MAX_CONNECTIONS)
+                .max_connections(size)
                 .acquire_timeout(Duration::from_secs(30))
         };
-        match pool_options().connect_with(options.clone()).await {
-            Ok(pool) => Ok(PgStore { pool }),
+        let pool = match pool_options(MAX_CONNECTIONS)
+            .connect_with(options.clone())
+            .await
+        {
+            Ok(pool) => pool,
             Err(e) if sql_state_is(&e, "3D000") => {
                 tracing::info!("creating the PostgreSQL database");
                 match Postgres::create_database(url).await {
@@ -51,12 +61,15 @@ impl PgStore {
                     Err(e) if !sql_state_is(&e, "42P04") => return Err(e.into()),
                     _ => {}
                 }
-                Ok(PgStore {
-                    pool: pool_options().connect_with(options).await?,
-                })
+                pool_options(MAX_CONNECTIONS)
+                    .connect_with(options.clone())
+                    .await?
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        let sessions = pool_options(SESSION_CONNECTIONS)
+            .connect_lazy_with(options.options([("synchronous_commit", "off")]));
+        Ok(PgStore { pool, sessions })
     }
 }
 
@@ -473,6 +486,7 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        self.sessions.close().await;
         self.pool.close().await;
     }
 
@@ -1048,7 +1062,7 @@ impl Store for PgStore {
         .bind(session.created)
         .bind(session.last_used)
         .bind(Json(&session.data))
-        .execute(&self.pool)
+        .execute(&self.sessions)
         .await?;
         Ok(())
     }
@@ -1068,14 +1082,14 @@ impl Store for PgStore {
         .bind(now)
         .bind(cutoff.used_since)
         .bind(cutoff.created_since)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.sessions)
         .await?;
         match row {
             Some(r) => Ok(Some(session_from_row(id, &r, now))),
             None => {
                 sqlx::query("DELETE FROM sessions WHERE id = $1")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.sessions)
                     .await?;
                 Ok(None)
             }
@@ -1087,7 +1101,7 @@ impl Store for PgStore {
             .bind(&session.id)
             .bind(session.last_used)
             .bind(Json(&session.data))
-            .execute(&self.pool)
+            .execute(&self.sessions)
             .await?;
         Ok(())
     }
@@ -1095,7 +1109,7 @@ impl Store for PgStore {
     async fn remove_session(&self, id: &str) -> Result<bool> {
         Ok(sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.sessions)
             .await?
             .rows_affected()
             > 0)
@@ -1106,7 +1120,7 @@ impl Store for PgStore {
             sqlx::query("DELETE FROM sessions WHERE last_used_at < $1 OR created_at < $2")
                 .bind(cutoff.used_since)
                 .bind(cutoff.created_since)
-                .execute(&self.pool)
+                .execute(&self.sessions)
                 .await?
                 .rows_affected(),
         )
