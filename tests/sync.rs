@@ -384,6 +384,13 @@ async fn a_device_stays_in_sync_across_a_restart() {
     let (dir, config) = server.stop().await;
 
     let server = TestServer::start_in(dir, config).await;
+    // The heartbeats' "last seen" times were written by the shutdown at the latest.
+    let later: bool = server
+        .sql()
+        .await
+        .scalar("SELECT last_seen > first_seen FROM devices WHERE device_id = 'IMEI-0010'")
+        .await;
+    assert!(later);
     let mut dev = server.device("IMEI-0010", "pw").await;
     dev.begin().await.unwrap();
     assert!(dev.sync(&h, "G").await.is_empty(), "nothing to redo");

@@ -78,6 +78,9 @@ pub trait Store: Send + Sync + 'static {
     async fn reset_device(&self, device_id: &str, actor: &str) -> Result<bool>;
     async fn set_device_blocked(&self, device_id: &str, blocked: bool, actor: &str)
         -> Result<bool>;
+    /// Records when and from where a device was last seen. Not an acknowledgement of anything, so
+    /// backends may coalesce these and write them within about a second (and on close) instead of
+    /// on the caller's time; a crash can lose that last second of "last seen" times.
     async fn touch_device(&self, device: i64, seen: &Seen) -> Result<()>;
     async fn device_count(&self) -> Result<i64>;
 

@@ -2,11 +2,14 @@
 //!
 //! PostgreSQL runs concurrent transactions and groups their WAL flushes by itself, so unlike the
 //! SQLite backend there is no writer task: each write is its own transaction on a pooled connection,
-//! durable when `COMMIT` returns (with the server's default `synchronous_commit = on`). Several
+//! durable when `COMMIT` returns (with the server's default `synchronous_commit = on`). As on
+//! SQLite, "last seen" times are coalesced and written about once a second. Several
 //! server nodes may share one database: what they must agree on (device credentials, policy
 //! revisions, sessions, the uniqueness of events) is decided by the database, never in a node's memory.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -24,6 +27,8 @@ use crate::sync::Known;
 const MAX_CONNECTIONS: u32 = 16;
 /// Connections per node for session rows, on top of [`MAX_CONNECTIONS`].
 const SESSION_CONNECTIONS: u32 = 8;
+/// How often queued "last seen" times are written.
+const SEEN_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// PostgreSQL takes at most 65535 parameters in one statement.
 const MAX_PARAMS: usize = 60_000;
 /// Rows of one PutEvents insert statement (33 parameters each).
@@ -38,6 +43,9 @@ pub struct PgStore {
     /// in a database crash only makes the devices concerned log in again. Everything else stays
     /// durable on return.
     sessions: PgPool,
+    /// "Last seen" times waiting to be written; flushed every second and on close.
+    seen: Arc<std::sync::Mutex<HashMap<i64, Seen>>>,
+    flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl PgStore {
@@ -69,8 +77,63 @@ impl PgStore {
         };
         let sessions = pool_options(SESSION_CONNECTIONS)
             .connect_lazy_with(options.options([("synchronous_commit", "off")]));
-        Ok(PgStore { pool, sessions })
+        let seen: Arc<std::sync::Mutex<HashMap<i64, Seen>>> = Arc::default();
+        let flusher = tokio::spawn({
+            let (seen, pool) = (seen.clone(), pool.clone());
+            async move {
+                let mut every = tokio::time::interval(SEEN_FLUSH_INTERVAL);
+                loop {
+                    every.tick().await;
+                    if let Err(e) = flush_seen(&seen, &pool).await {
+                        tracing::warn!(error = %e, "last-seen times not written; retrying");
+                    }
+                }
+            }
+        });
+        Ok(PgStore {
+            pool,
+            sessions,
+            seen,
+            flusher: std::sync::Mutex::new(Some(flusher)),
+        })
     }
+}
+
+/// Writes the queued "last seen" times in one statement. If it fails (say, a deadlock with another
+/// node flushing the same devices) the times go back in the queue for the next round.
+async fn flush_seen(seen: &std::sync::Mutex<HashMap<i64, Seen>>, pool: &PgPool) -> Result<()> {
+    let batch = std::mem::take(&mut *seen.lock().unwrap());
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(i64, &Seen)> = batch.iter().map(|(d, s)| (*d, s)).collect();
+    let result = sqlx::query(
+        "UPDATE devices d SET last_seen = v.at, last_address = v.address
+         FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS v (id, at, address)
+         WHERE d.id = v.id",
+    )
+    .bind(rows.iter().map(|(d, _)| *d).collect::<Vec<i64>>())
+    .bind(
+        rows.iter()
+            .map(|(_, s)| s.at)
+            .collect::<Vec<OffsetDateTime>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|(_, s)| s.address.clone())
+            .collect::<Vec<String>>(),
+    )
+    .execute(pool)
+    .await;
+    if let Err(e) = result {
+        // Put them back unless a newer time arrived meanwhile.
+        let mut pending = seen.lock().unwrap();
+        for (device, s) in batch {
+            pending.entry(device).or_insert(s);
+        }
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// Whether `e` is the PostgreSQL error with SQLSTATE `code`.
@@ -486,6 +549,12 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        if let Some(flusher) = self.flusher.lock().unwrap().take() {
+            flusher.abort();
+        }
+        if let Err(e) = flush_seen(&self.seen, &self.pool).await {
+            tracing::warn!(error = %e, "last-seen times lost at close");
+        }
         self.sessions.close().await;
         self.pool.close().await;
     }
@@ -615,12 +684,7 @@ impl Store for PgStore {
     }
 
     async fn touch_device(&self, device: i64, seen: &Seen) -> Result<()> {
-        sqlx::query("UPDATE devices SET last_seen = $1, last_address = $2 WHERE id = $3")
-            .bind(seen.at)
-            .bind(&seen.address)
-            .bind(device)
-            .execute(&self.pool)
-            .await?;
+        self.seen.lock().unwrap().insert(device, seen.clone());
         Ok(())
     }
 

@@ -6,7 +6,9 @@
 //! writes share one fsync; a failing write rolls back its savepoint alone. Reads use a separate pool
 //! (WAL lets them run beside the writer).
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -27,15 +29,27 @@ use crate::sync::Known;
 const MAX_BATCH: usize = 512;
 /// SQLite takes at most 32766 parameters in one statement.
 const MAX_PARAMS: usize = 30_000;
+const SEEN_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Rows per multi-row INSERT of events (33 parameters each, far below SQLite's 32766).
+const EVENTS_PER_INSERT: usize = 100;
 
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job =
+type Run =
     Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
+
+/// One caller's write: its statements, and whether it needs a savepoint of its own.
+struct Job {
+    isolated: bool,
+    run: Run,
+}
 
 pub struct SqliteStore {
     pool: SqlitePool,
     /// For the one-off connection of an import, which runs outside the writer's batches.
     options: SqliteConnectOptions,
+    /// "Last seen" times waiting to be written; flushed every second and on close.
+    seen: Arc<std::sync::Mutex<HashMap<i64, Seen>>>,
+    flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// `None` asks the writer to finish what is queued and stop.
     writer: mpsc::Sender<Option<Job>>,
     writer_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -63,12 +77,26 @@ impl SqliteStore {
         let conn = SqliteConnection::connect_with(&options).await?;
         let (writer, jobs) = mpsc::channel(4 * MAX_BATCH);
         let task = tokio::spawn(write_loop(conn, jobs));
-        Ok(SqliteStore {
+        let store = SqliteStore {
             pool,
             options,
+            seen: Arc::default(),
+            flusher: std::sync::Mutex::new(None),
             writer,
             writer_task: std::sync::Mutex::new(Some(task)),
-        })
+        };
+        let seen = store.seen.clone();
+        let writer = store.writer.clone();
+        *store.flusher.lock().unwrap() = Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(SEEN_FLUSH_INTERVAL);
+            loop {
+                every.tick().await;
+                if let Err(e) = flush_seen(&seen, &writer).await {
+                    tracing::warn!(error = %e, "last-seen times not written; retrying");
+                }
+            }
+        }));
+        Ok(store)
     }
 
     /// Runs `f` in the shared write transaction and returns its result once the transaction committed.
@@ -77,8 +105,56 @@ impl SqliteStore {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
+        write_with(&self.writer, true, f).await
+    }
+}
+
+/// Writes the buffered "last seen" times in one job.
+async fn flush_seen(
+    seen: &std::sync::Mutex<HashMap<i64, Seen>>,
+    writer: &mpsc::Sender<Option<Job>>,
+) -> Result<()> {
+    let batch = std::mem::take(&mut *seen.lock().unwrap());
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let result = write_with(writer, true, {
+        let batch = batch.clone();
+        move |conn| {
+            Box::pin(async move {
+                for (device, seen) in batch {
+                    sqlx::query("UPDATE devices SET last_seen = ?, last_address = ? WHERE id = ?")
+                        .bind(ts(seen.at))
+                        .bind(&seen.address)
+                        .bind(device)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        }
+    })
+    .await;
+    if result.is_err() {
+        // Put them back unless a newer time arrived meanwhile.
+        let mut pending = seen.lock().unwrap();
+        for (device, s) in batch {
+            pending.entry(device).or_insert(s);
+        }
+    }
+    result
+}
+
+/// Queues `f` for the writer task and waits until its transaction committed. `isolated` runs it in
+/// its own savepoint, so that its failure undoes only its own statements.
+async fn write_with<T, F>(writer: &mpsc::Sender<Option<Job>>, isolated: bool, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+{
+    {
         let (done, result) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn| {
+        let run: Run = Box::new(move |conn| {
             Box::pin(async move {
                 let outcome = f(conn).await;
                 let ok = outcome.is_ok();
@@ -92,8 +168,8 @@ impl SqliteStore {
                 (ok, finish)
             })
         });
-        self.writer
-            .send(Some(job))
+        writer
+            .send(Some(Job { isolated, run }))
             .await
             .map_err(|_| StoreError::Closed)?;
         result.await.map_err(|_| StoreError::Closed)?
@@ -113,12 +189,16 @@ async fn write_loop(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Option<
             continue;
         }
         for job in batch.drain(..).flatten() {
-            let _ = sqlx::query("SAVEPOINT job").execute(&mut conn).await;
-            let (ok, finish) = job(&mut conn).await;
-            if !ok {
-                let _ = sqlx::query("ROLLBACK TO job").execute(&mut conn).await;
+            if job.isolated {
+                let _ = sqlx::query("SAVEPOINT job").execute(&mut conn).await;
             }
-            let _ = sqlx::query("RELEASE job").execute(&mut conn).await;
+            let (ok, finish) = (job.run)(&mut conn).await;
+            if job.isolated {
+                if !ok {
+                    let _ = sqlx::query("ROLLBACK TO job").execute(&mut conn).await;
+                }
+                let _ = sqlx::query("RELEASE job").execute(&mut conn).await;
+            }
             finishers.push(finish);
         }
         let committed = sqlx::query("COMMIT")
@@ -296,24 +376,31 @@ async fn upsert_app_state(
     Ok(())
 }
 
-/// Sets columns of the device's sync row (creating the row), plus the last sync time.
+/// Sets columns of the device's sync row (creating the row), plus the last sync time, in one
+/// statement.
 async fn set_sync(
     conn: &mut SqliteConnection,
     device: i64,
-    assignments: &str,
-    values: Vec<Option<Vec<u8>>>,
+    columns: &[&str],
+    values: Vec<Vec<u8>>,
     now: &str,
 ) -> Result<()> {
-    sqlx::query("INSERT OR IGNORE INTO device_sync (device) VALUES (?)")
-        .bind(device)
-        .execute(&mut *conn)
-        .await?;
-    let sql = format!("UPDATE device_sync SET last_sync_at = ?, {assignments} WHERE device = ?");
-    let mut q = sqlx::query(&sql).bind(now);
+    let names = columns.join(", ");
+    let marks = vec!["?"; columns.len()].join(", ");
+    let updates: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    let sql = format!(
+        "INSERT INTO device_sync (device, last_sync_at, {names}) VALUES (?, ?, {marks})
+         ON CONFLICT (device) DO UPDATE SET last_sync_at = excluded.last_sync_at, {}",
+        updates.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(device).bind(now);
     for v in values {
         q = q.bind(v);
     }
-    q.bind(device).execute(&mut *conn).await?;
+    q.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -469,6 +556,12 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        if let Some(flusher) = self.flusher.lock().unwrap().take() {
+            flusher.abort();
+        }
+        if let Err(e) = flush_seen(&self.seen, &self.writer).await {
+            tracing::warn!(error = %e, "last-seen times lost at close");
+        }
         let task = self.writer_task.lock().unwrap().take();
         if let Some(task) = task {
             let _ = self.writer.send(None).await;
@@ -615,19 +708,8 @@ impl Store for SqliteStore {
     }
 
     async fn touch_device(&self, device: i64, seen: &Seen) -> Result<()> {
-        let (at, address) = (ts(seen.at), seen.address.clone());
-        self.write(move |conn| {
-            Box::pin(async move {
-                sqlx::query("UPDATE devices SET last_seen = ?, last_address = ? WHERE id = ?")
-                    .bind(at)
-                    .bind(address)
-                    .bind(device)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
+        self.seen.lock().unwrap().insert(device, seen.clone());
+        Ok(())
     }
 
     async fn device_count(&self) -> Result<i64> {
@@ -696,7 +778,7 @@ impl Store for SqliteStore {
                 match &result {
                     SyncResult::AppInfo(info) => {
                         upsert_app_info(conn, device, info, &now).await?;
-                        set_sync(conn, device, "info_hash = ?", vec![Some(info.hash.clone())], &now).await?;
+                        set_sync(conn, device, &["info_hash"], vec![info.hash.clone()], &now).await?;
                         let group: i64 = sqlx::query_scalar("SELECT group_id FROM devices WHERE id = ?")
                             .bind(device)
                             .fetch_one(&mut *conn)
@@ -723,7 +805,7 @@ impl Store for SqliteStore {
                     }
                     SyncResult::AppState(state) => {
                         upsert_app_state(conn, device, state, &now).await?;
-                        set_sync(conn, device, "state_hash = ?", vec![Some(state.hash.clone())], &now).await?;
+                        set_sync(conn, device, &["state_hash"], vec![state.hash.clone()], &now).await?;
                     }
                     SyncResult::SettingsReported { hash, tree } => {
                         sqlx::query(
@@ -736,7 +818,7 @@ impl Store for SqliteStore {
                         .bind(&now)
                         .execute(&mut *conn)
                         .await?;
-                        set_sync(conn, device, "settings_hash = ?", vec![Some(hash.clone())], &now).await?;
+                        set_sync(conn, device, &["settings_hash"], vec![hash.clone()], &now).await?;
                     }
                     SyncResult::SettingsPushed { hash, tree, rev } => {
                         // Clear the pending changes only if no newer admin change arrived meanwhile.
@@ -752,14 +834,14 @@ impl Store for SqliteStore {
                         .bind(device)
                         .execute(&mut *conn)
                         .await?;
-                        set_sync(conn, device, "settings_hash = ?", vec![Some(hash.clone())], &now).await?;
+                        set_sync(conn, device, &["settings_hash"], vec![hash.clone()], &now).await?;
                     }
                     SyncResult::PolicyPushed { hash, digest } => {
                         set_sync(
                             conn,
                             device,
-                            "policy_hash = ?, policy_digest = ?",
-                            vec![Some(hash.clone()), Some(digest.clone())],
+                            &["policy_hash", "policy_digest"],
+                            vec![hash.clone(), digest.clone()],
                             &now,
                         )
                         .await?;
@@ -768,8 +850,8 @@ impl Store for SqliteStore {
                         set_sync(
                             conn,
                             device,
-                            "subs_hash = ?, subs_digest = ?",
-                            vec![Some(hash.clone()), Some(digest.clone())],
+                            &["subs_hash", "subs_digest"],
+                            vec![hash.clone(), digest.clone()],
                             &now,
                         )
                         .await?;
@@ -881,11 +963,13 @@ impl Store for SqliteStore {
         }
         let events = events.to_vec();
         let (at, address) = (ts(seen.at), seen.address.clone());
-        self.write(move |conn| {
+        // Up to one chunk is a single INSERT, atomic without a savepoint.
+        let isolated = events.len() > EVENTS_PER_INSERT;
+        write_with(&self.writer, isolated, move |conn| {
             Box::pin(async move {
                 let mut new = 0;
                 // SQLite allows 32766 parameters; 33 per row keeps a chunk of 100 rows well inside.
-                for chunk in events.chunks(100) {
+                for chunk in events.chunks(EVENTS_PER_INSERT) {
                     let sql = insert_events_sql(chunk.len());
                     let mut q = sqlx::query(&sql);
                     for e in chunk {
