@@ -577,7 +577,9 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "SELECT d.group_id, s.info_hash, s.state_hash, s.settings_hash, s.policy_hash,
                     s.policy_digest, s.subs_hash, s.subs_digest,
-                    st.current IS NOT NULL, coalesce(st.pending_rev > st.pushed_rev, 0)
+                    st.current IS NOT NULL, coalesce(st.pending_rev > st.pushed_rev, 0),
+                    (SELECT rev FROM revisions WHERE name = 'policy'),
+                    (SELECT rev FROM revisions WHERE name = 'subscriptions')
              FROM devices d
              LEFT JOIN device_sync s ON s.device = d.id
              LEFT JOIN device_settings st ON st.device = d.id
@@ -598,6 +600,10 @@ impl Store for SqliteStore {
                 subs_digest: row.get(7),
                 settings_known: row.get::<Option<bool>, _>(8).unwrap_or(false),
                 settings_pending: row.get::<Option<bool>, _>(9).unwrap_or(false),
+            },
+            revisions: Revisions {
+                policy: row.get(10),
+                subscriptions: row.get(11),
             },
         })
     }
