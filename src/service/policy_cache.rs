@@ -27,8 +27,17 @@ pub struct PolicyCache {
 }
 
 impl PolicyCache {
-    pub async fn get(&self, store: &dyn Store, group: i64) -> Result<Arc<GroupState>, StoreError> {
-        let revisions = store.revisions().await?;
+    /// The state of `group` as of `revisions` (read now when `None`).
+    pub async fn get(
+        &self,
+        store: &dyn Store,
+        group: i64,
+        revisions: Option<Revisions>,
+    ) -> Result<Arc<GroupState>, StoreError> {
+        let revisions = match revisions {
+            Some(r) => r,
+            None => store.revisions().await?,
+        };
         {
             let mut inner = self.inner.lock().unwrap();
             if inner.0 != revisions {

@@ -84,7 +84,7 @@ impl DeviceService {
         let mut session = self.session(session_id, now).await?;
         let outcome = self.apply_result(&mut session, result, now).await;
         let next = match outcome {
-            Ok(()) => self.plan(&mut session).await,
+            Ok(()) => self.plan(&mut session, None).await,
             Err(e) => {
                 // SPEC section 6: after a refused result the plan is dropped; the next Heartbeat
                 // plans afresh.

@@ -50,7 +50,7 @@ impl DeviceService {
             awaiting: None,
             commands_sent: 0,
         });
-        let command = self.plan(&mut session).await;
+        let command = self.plan(&mut session, Some(record.revisions)).await;
         self.sessions.update(&session).await?;
         Ok(Response::Heartbeat {
             command: command?,
@@ -60,7 +60,12 @@ impl DeviceService {
 
     /// Picks the session's next command and remembers what its result must be recorded with.
     /// Ends the sync (and returns SRV_NO_COMMANDS) when nothing is left or the session's cap is hit.
-    pub(super) async fn plan(&self, session: &mut Session) -> Result<Command, DeviceError> {
+    /// `revisions` are the policy/subscription revisions if the caller has just read them.
+    pub(super) async fn plan(
+        &self,
+        session: &mut Session,
+        revisions: Option<crate::store::Revisions>,
+    ) -> Result<Command, DeviceError> {
         let Some(run) = session.sync.as_mut() else {
             return Ok(Command::bare(NO_COMMANDS));
         };
@@ -69,7 +74,10 @@ impl DeviceService {
             session.sync = None;
             return Ok(Command::bare(NO_COMMANDS));
         }
-        let group = self.groups.get(&*self.store, run.group_id).await?;
+        let group = self
+            .groups
+            .get(&*self.store, run.group_id, revisions)
+            .await?;
         let reported = Reported {
             hash_info: &run.reported.info,
             hash_state: &run.reported.state,

@@ -14,9 +14,14 @@ use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::Resumption;
+use std::collections::{HashMap, VecDeque};
+
+use rustls::client::{
+    ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
+};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::NamedGroup;
 use rustls::{ClientConfig, DigitallySignedStruct, HandshakeKind, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -51,11 +56,79 @@ pub fn client_config(trust: &Trust, resumption: bool) -> Result<Arc<ClientConfig
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.resumption = if resumption {
-        Resumption::in_memory_sessions(4096)
+        Resumption::store(Arc::new(FleetTickets::new(65_536)))
     } else {
         Resumption::disabled()
     };
     Ok(Arc::new(config))
+}
+
+/// Session tickets for a whole fleet in one process.
+///
+/// Each real device resumes with a ticket of its own from its previous session. rustls's default
+/// cache keeps 8 TLS 1.3 tickets per server name, so a fleet simulated in one process with many
+/// sessions in flight would fall back to full handshakes far more often than real devices do. A
+/// pool deep enough for every session in flight gives the server the handshake mix of a real fleet.
+#[derive(Debug)]
+struct FleetTickets {
+    capacity: usize,
+    kx_hints: std::sync::Mutex<HashMap<ServerName<'static>, NamedGroup>>,
+    tls12: std::sync::Mutex<HashMap<ServerName<'static>, Tls12ClientSessionValue>>,
+    tls13: std::sync::Mutex<HashMap<ServerName<'static>, VecDeque<Tls13ClientSessionValue>>>,
+}
+
+impl FleetTickets {
+    fn new(capacity: usize) -> FleetTickets {
+        FleetTickets {
+            capacity,
+            kx_hints: Default::default(),
+            tls12: Default::default(),
+            tls13: Default::default(),
+        }
+    }
+}
+
+impl ClientSessionStore for FleetTickets {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.kx_hints.lock().unwrap().insert(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.kx_hints.lock().unwrap().get(server_name).copied()
+    }
+
+    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.tls12.lock().unwrap().insert(server_name, value);
+    }
+
+    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.tls12.lock().unwrap().get(server_name).cloned()
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.tls12.lock().unwrap().remove(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        let mut tickets = self.tls13.lock().unwrap();
+        let queue = tickets.entry(server_name).or_default();
+        if queue.len() >= self.capacity {
+            queue.pop_front();
+        }
+        queue.push_back(value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        // The freshest ticket, as a device would use the one from its last session.
+        self.tls13.lock().unwrap().get_mut(server_name)?.pop_back()
+    }
 }
 
 fn roots(path: &Path) -> Result<RootCertStore, SimError> {

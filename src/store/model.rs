@@ -20,6 +20,8 @@ pub struct DeviceLogin {
 pub struct SyncRecord {
     pub group_id: i64,
     pub known: Known,
+    /// The policy/subscription revisions as of this read (saves planning a second query).
+    pub revisions: Revisions,
 }
 
 /// The device's settings tree and the admin's pending changes to it.

@@ -109,6 +109,70 @@ impl SqliteStore {
     }
 }
 
+/// A value bound into an admin change of one device.
+enum SqlValue {
+    Text(String),
+    Int(i64),
+}
+
+/// Who changes which device, and what the audit trail says about it.
+struct DeviceChange {
+    device_id: String,
+    actor: String,
+    action: &'static str,
+    details: serde_json::Value,
+}
+
+impl DeviceChange {
+    fn new(device_id: &str, actor: &str, action: &'static str, details: serde_json::Value) -> Self {
+        DeviceChange {
+            device_id: device_id.to_string(),
+            actor: actor.to_string(),
+            action,
+            details,
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Runs `sql`, an UPDATE of one device by DeviceId (binding `value`, if any, then the id), and
+    /// records it in the audit trail if the device exists.
+    async fn change_device(
+        &self,
+        sql: &'static str,
+        value: Option<SqlValue>,
+        change: DeviceChange,
+    ) -> Result<bool> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut q = sqlx::query(sql);
+                match value {
+                    Some(SqlValue::Text(t)) => q = q.bind(t),
+                    Some(SqlValue::Int(i)) => q = q.bind(i),
+                    None => {}
+                }
+                let n = q
+                    .bind(&change.device_id)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                if n > 0 {
+                    audit(
+                        conn,
+                        &change.actor,
+                        change.action,
+                        &change.device_id,
+                        change.details,
+                    )
+                    .await?;
+                }
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+}
+
 /// Writes the buffered "last seen" times in one job.
 async fn flush_seen(
     seen: &std::sync::Mutex<HashMap<i64, Seen>>,
@@ -651,27 +715,12 @@ impl Store for SqliteStore {
     }
 
     async fn reset_device(&self, device_id: &str, actor: &str) -> Result<bool> {
-        let (device_id, actor) = (device_id.to_string(), actor.to_string());
-        self.write(move |conn| {
-            Box::pin(async move {
-                let n = sqlx::query("UPDATE devices SET credential = NULL WHERE device_id = ?")
-                    .bind(&device_id)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected();
-                if n > 0 {
-                    audit(
-                        conn,
-                        &actor,
-                        "device.reset",
-                        &device_id,
-                        serde_json::json!({}),
-                    )
-                    .await?;
-                }
-                Ok(n > 0)
-            })
-        })
+        let change = DeviceChange::new(device_id, actor, "device.reset", serde_json::json!({}));
+        self.change_device(
+            "UPDATE devices SET credential = NULL WHERE device_id = ?",
+            None,
+            change,
+        )
         .await
     }
 
@@ -681,29 +730,14 @@ impl Store for SqliteStore {
         blocked: bool,
         actor: &str,
     ) -> Result<bool> {
-        let (device_id, actor) = (device_id.to_string(), actor.to_string());
-        self.write(move |conn| {
-            Box::pin(async move {
-                let status = if blocked { "blocked" } else { "active" };
-                let n = sqlx::query("UPDATE devices SET status = ? WHERE device_id = ?")
-                    .bind(status)
-                    .bind(&device_id)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected();
-                if n > 0 {
-                    audit(
-                        conn,
-                        &actor,
-                        "device.status",
-                        &device_id,
-                        serde_json::json!({ "status": status }),
-                    )
-                    .await?;
-                }
-                Ok(n > 0)
-            })
-        })
+        let status = if blocked { "blocked" } else { "active" };
+        let details = serde_json::json!({ "status": status });
+        let change = DeviceChange::new(device_id, actor, "device.status", details);
+        self.change_device(
+            "UPDATE devices SET status = ? WHERE device_id = ?",
+            Some(SqlValue::Text(status.into())),
+            change,
+        )
         .await
     }
 
@@ -722,7 +756,9 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "SELECT d.group_id, s.info_hash, s.state_hash, s.settings_hash, s.policy_hash,
                     s.policy_digest, s.subs_hash, s.subs_digest,
-                    st.current IS NOT NULL, coalesce(st.pending_rev > st.pushed_rev, 0)
+                    st.current IS NOT NULL, coalesce(st.pending_rev > st.pushed_rev, 0),
+                    (SELECT rev FROM revisions WHERE name = 'policy'),
+                    (SELECT rev FROM revisions WHERE name = 'subscriptions')
              FROM devices d
              LEFT JOIN device_sync s ON s.device = d.id
              LEFT JOIN device_settings st ON st.device = d.id
@@ -743,6 +779,10 @@ impl Store for SqliteStore {
                 subs_digest: row.get(7),
                 settings_known: row.get::<Option<bool>, _>(8).unwrap_or(false),
                 settings_pending: row.get::<Option<bool>, _>(9).unwrap_or(false),
+            },
+            revisions: Revisions {
+                policy: row.get(10),
+                subscriptions: row.get(11),
             },
         })
     }
@@ -1039,28 +1079,13 @@ impl Store for SqliteStore {
     }
 
     async fn move_device(&self, device_id: &str, group: i64, actor: &str) -> Result<bool> {
-        let (device_id, actor) = (device_id.to_string(), actor.to_string());
-        self.write(move |conn| {
-            Box::pin(async move {
-                let n = sqlx::query("UPDATE devices SET group_id = ? WHERE device_id = ?")
-                    .bind(group)
-                    .bind(&device_id)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected();
-                if n > 0 {
-                    audit(
-                        conn,
-                        &actor,
-                        "device.move",
-                        &device_id,
-                        serde_json::json!({ "group": group }),
-                    )
-                    .await?;
-                }
-                Ok(n > 0)
-            })
-        })
+        let details = serde_json::json!({ "group": group });
+        let change = DeviceChange::new(device_id, actor, "device.move", details);
+        self.change_device(
+            "UPDATE devices SET group_id = ? WHERE device_id = ?",
+            Some(SqlValue::Int(group)),
+            change,
+        )
         .await
     }
 
