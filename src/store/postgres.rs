@@ -698,7 +698,9 @@ impl Store for PgStore {
         let row = sqlx::query(
             "SELECT d.group_id, s.info_hash, s.state_hash, s.settings_hash, s.policy_hash,
                     s.policy_digest, s.subs_hash, s.subs_digest,
-                    st.current IS NOT NULL, coalesce(st.pending_rev > st.pushed_rev, false)
+                    st.current IS NOT NULL, coalesce(st.pending_rev > st.pushed_rev, false),
+                    (SELECT rev FROM revisions WHERE name = 'policy'),
+                    (SELECT rev FROM revisions WHERE name = 'subscriptions')
              FROM devices d
              LEFT JOIN device_sync s ON s.device = d.id
              LEFT JOIN device_settings st ON st.device = d.id
@@ -719,6 +721,10 @@ impl Store for PgStore {
                 subs_digest: row.get(7),
                 settings_known: row.get::<Option<bool>, _>(8).unwrap_or(false),
                 settings_pending: row.get::<Option<bool>, _>(9).unwrap_or(false),
+            },
+            revisions: Revisions {
+                policy: row.get::<Option<i64>, _>(10).unwrap_or_default(),
+                subscriptions: row.get::<Option<i64>, _>(11).unwrap_or_default(),
             },
         })
     }
