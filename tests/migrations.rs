@@ -166,3 +166,31 @@ async fn both_schemas_have_the_same_tables_columns_and_indexes() {
     lite_sql.close().await;
     pg_sql.close().await;
 }
+
+#[tokio::test]
+async fn migrate_creates_a_missing_postgres_database_and_is_idempotent() {
+    if !postgres_or_skip("migrate_creates_a_missing_postgres_database_and_is_idempotent") {
+        return;
+    }
+    let db = TestDb::postgres_unborn();
+    for _ in 0..2 {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mobile-admin"))
+            .args(["migrate", "--database-url", db.url()])
+            .env_remove("MOBILE_ADMIN_TEST_BACKEND")
+            .env_remove("MOBILE_ADMIN_TEST_PG_URL")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let sql = db.sql().await;
+    let applied: i64 = sql
+        .scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .await;
+    assert_eq!(applied as usize, migration_files("postgres").len());
+    assert_eq!(sql.scalar::<i64>("SELECT count(*) FROM groups").await, 2);
+    sql.close().await;
+}

@@ -114,3 +114,29 @@ async fn stored_sessions_expire_like_memory_ones_and_are_swept() {
     db.close().await;
     store.close().await;
 }
+
+#[tokio::test]
+async fn sessions_live_in_the_database_when_shared_and_by_default_on_postgres() {
+    let dir = TestDir::new().await;
+    let store = mobile_admin::store::open(dir.db.url()).await.unwrap();
+    let device = store.register_device("IMEI-S2", "test").await.unwrap();
+    let db = dir.db.sql().await;
+    let default_shared = backend() == Backend::Postgres;
+    for (setting, shared) in [
+        (None, default_shared),
+        (Some(true), true),
+        (Some(false), false),
+    ] {
+        let sessions = mobile_admin::sessions::for_store(store.clone(), setting, Expiry::default());
+        let s = Session::new(device, "IMEI-S2", OffsetDateTime::now_utc());
+        let id = s.id.clone();
+        sessions.insert(s).await.unwrap();
+        let rows: i64 = db
+            .scalar(&format!("SELECT count(*) FROM sessions WHERE id = '{id}'"))
+            .await;
+        assert_eq!(rows == 1, shared, "shared_sessions = {setting:?}");
+        assert!(sessions.remove(&id).await.unwrap());
+    }
+    db.close().await;
+    store.close().await;
+}

@@ -63,18 +63,26 @@ impl TestDb {
 
     /// A new, empty PostgreSQL database.
     pub async fn postgres() -> TestDb {
-        let mut bytes = [0u8; 8];
-        rand::rng().fill_bytes(&mut bytes);
-        let name = format!("mobile_admin_t_{}", hex::encode(bytes));
+        let db = TestDb::postgres_unborn();
         let admin = pg_admin_url();
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (is the server running?): {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}"))
+        sqlx::query(&format!("CREATE DATABASE {}", db.pg_name.as_ref().unwrap()))
             .execute(&mut conn)
             .await
             .unwrap();
         let _ = conn.close().await;
+        db
+    }
+
+    /// The URL of a PostgreSQL database that does not exist yet (dropped with this value if
+    /// something creates it).
+    pub fn postgres_unborn() -> TestDb {
+        let mut bytes = [0u8; 8];
+        rand::rng().fill_bytes(&mut bytes);
+        let name = format!("mobile_admin_t_{}", hex::encode(bytes));
+        let admin = pg_admin_url();
         let (base, _) = admin.rsplit_once('/').expect("a database URL");
         TestDb {
             url: format!("{base}/{name}"),
