@@ -197,6 +197,36 @@ fn not_empty(table: &str) -> StoreError {
     ))
 }
 
+/// A value bound into an admin change of one device.
+pub(crate) enum SqlValue {
+    Text(String),
+    Int(i64),
+}
+
+/// Who changes which device, and what the audit trail says about it.
+pub(crate) struct DeviceChange {
+    pub(crate) device_id: String,
+    pub(crate) actor: String,
+    pub(crate) action: &'static str,
+    pub(crate) details: serde_json::Value,
+}
+
+impl DeviceChange {
+    pub(crate) fn new(
+        device_id: &str,
+        actor: &str,
+        action: &'static str,
+        details: serde_json::Value,
+    ) -> Self {
+        DeviceChange {
+            device_id: device_id.to_string(),
+            actor: actor.to_string(),
+            action,
+            details,
+        }
+    }
+}
+
 /// Timestamps are stored as RFC 3339 UTC text in SQLite (readable by admins in any SQL shell).
 pub(crate) fn timestamp(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)

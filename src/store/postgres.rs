@@ -534,6 +534,42 @@ async fn insert_batch(
     Ok(())
 }
 
+impl PgStore {
+    /// Runs `sql`, an UPDATE of one device by DeviceId (binding `value`, if any, then the id), and
+    /// records it in the audit trail if the device exists, in one transaction.
+    async fn change_device(
+        &self,
+        sql: &'static str,
+        value: Option<SqlValue>,
+        change: DeviceChange,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let mut q = sqlx::query(sql);
+        match value {
+            Some(SqlValue::Text(t)) => q = q.bind(t),
+            Some(SqlValue::Int(i)) => q = q.bind(i),
+            None => {}
+        }
+        let n = q
+            .bind(&change.device_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            audit(
+                &mut tx,
+                &change.actor,
+                change.action,
+                &change.device_id,
+                change.details,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for PgStore {
     fn backend(&self) -> Backend {
@@ -635,24 +671,13 @@ impl Store for PgStore {
     }
 
     async fn reset_device(&self, device_id: &str, actor: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("UPDATE devices SET credential = NULL WHERE device_id = $1")
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n > 0 {
-            audit(
-                &mut tx,
-                actor,
-                "device.reset",
-                device_id,
-                serde_json::json!({}),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
+        let change = DeviceChange::new(device_id, actor, "device.reset", serde_json::json!({}));
+        self.change_device(
+            "UPDATE devices SET credential = NULL WHERE device_id = $1",
+            None,
+            change,
+        )
+        .await
     }
 
     async fn set_device_blocked(
@@ -662,25 +687,14 @@ impl Store for PgStore {
         actor: &str,
     ) -> Result<bool> {
         let status = if blocked { "blocked" } else { "active" };
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("UPDATE devices SET status = $1 WHERE device_id = $2")
-            .bind(status)
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n > 0 {
-            audit(
-                &mut tx,
-                actor,
-                "device.status",
-                device_id,
-                serde_json::json!({ "status": status }),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
+        let details = serde_json::json!({ "status": status });
+        let change = DeviceChange::new(device_id, actor, "device.status", details);
+        self.change_device(
+            "UPDATE devices SET status = $1 WHERE device_id = $2",
+            Some(SqlValue::Text(status.into())),
+            change,
+        )
+        .await
     }
 
     async fn touch_device(&self, device: i64, seen: &Seen) -> Result<()> {
@@ -987,25 +1001,14 @@ impl Store for PgStore {
     }
 
     async fn move_device(&self, device_id: &str, group: i64, actor: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("UPDATE devices SET group_id = $1 WHERE device_id = $2")
-            .bind(group)
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n > 0 {
-            audit(
-                &mut tx,
-                actor,
-                "device.move",
-                device_id,
-                serde_json::json!({ "group": group }),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
+        let details = serde_json::json!({ "group": group });
+        let change = DeviceChange::new(device_id, actor, "device.move", details);
+        self.change_device(
+            "UPDATE devices SET group_id = $1 WHERE device_id = $2",
+            Some(SqlValue::Int(group)),
+            change,
+        )
+        .await
     }
 
     async fn queue_settings(&self, device_id: &str, changes: &Params, actor: &str) -> Result<bool> {

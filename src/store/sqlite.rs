@@ -109,31 +109,6 @@ impl SqliteStore {
     }
 }
 
-/// A value bound into an admin change of one device.
-enum SqlValue {
-    Text(String),
-    Int(i64),
-}
-
-/// Who changes which device, and what the audit trail says about it.
-struct DeviceChange {
-    device_id: String,
-    actor: String,
-    action: &'static str,
-    details: serde_json::Value,
-}
-
-impl DeviceChange {
-    fn new(device_id: &str, actor: &str, action: &'static str, details: serde_json::Value) -> Self {
-        DeviceChange {
-            device_id: device_id.to_string(),
-            actor: actor.to_string(),
-            action,
-            details,
-        }
-    }
-}
-
 impl SqliteStore {
     /// Runs `sql`, an UPDATE of one device by DeviceId (binding `value`, if any, then the id), and
     /// records it in the audit trail if the device exists.
