@@ -39,11 +39,11 @@ impl DeviceService {
             at: now,
             address: peer.ip().to_string(),
         };
-        let new = self
-            .store
-            .store_events(session.device, &stored, &seen)
+        let received = stored.len();
+        self.store
+            .store_events(session.device, stored, &seen)
             .await?;
-        debug!(device = %session.device_id, received = stored.len(), new, "events stored");
+        debug!(device = %session.device_id, received, "events stored");
         Ok(Response::PutEvents { error: None })
     }
 }

@@ -102,13 +102,13 @@ pub trait Store: Send + Sync + 'static {
 
     // --- events ---
     /// Stores the events of one PutEvents call atomically; an event id already stored for the device
-    /// is skipped. Returns how many were new.
+    /// is skipped. Returns once they are committed.
     async fn store_events(
         &self,
         device: i64,
-        events: &[crate::events::StoredEvent],
+        events: Vec<crate::events::StoredEvent>,
         seen: &Seen,
-    ) -> Result<usize>;
+    ) -> Result<()>;
     async fn event_count(&self) -> Result<i64>;
 
     // --- administration ---

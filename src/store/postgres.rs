@@ -951,19 +951,19 @@ impl Store for PgStore {
     async fn store_events(
         &self,
         device: i64,
-        events: &[crate::events::StoredEvent],
+        events: Vec<crate::events::StoredEvent>,
         seen: &Seen,
-    ) -> Result<usize> {
+    ) -> Result<()> {
         if events.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let mut attempt = 1;
         loop {
             let result = async {
                 let mut tx = self.pool.begin().await?;
-                let new = insert_events(&mut tx, device, events, seen).await?;
+                insert_events(&mut tx, device, &events, seen).await?;
                 tx.commit().await?;
-                Ok(new)
+                Ok(())
             }
             .await;
             match result {

@@ -30,17 +30,29 @@ const MAX_BATCH: usize = 512;
 /// SQLite takes at most 32766 parameters in one statement.
 const MAX_PARAMS: usize = 30_000;
 const SEEN_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// Rows per multi-row INSERT of events (33 parameters each, far below SQLite's 32766).
-const EVENTS_PER_INSERT: usize = 100;
+/// Most rows in one multi-row INSERT of events (33 parameters each, far below SQLite's 32766).
+const EVENTS_PER_INSERT: usize = 64;
 
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Run =
     Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
 
-/// One caller's write: its statements, and whether it needs a savepoint of its own.
-struct Job {
-    isolated: bool,
-    run: Run,
+/// One caller's write.
+enum Job {
+    /// Statements of their own; `isolated` gives them a savepoint, so that their failure undoes
+    /// only them.
+    Run { isolated: bool, run: Run },
+    /// Rows for the events table, merged with other callers' rows into shared INSERTs.
+    Events(EventsJob),
+}
+
+/// The events of one PutEvents call, and where to say whether they were committed.
+struct EventsJob {
+    device: i64,
+    events: Vec<crate::events::StoredEvent>,
+    received_at: String,
+    address: String,
+    done: oneshot::Sender<Result<()>>,
 }
 
 pub struct SqliteStore {
@@ -52,7 +64,7 @@ pub struct SqliteStore {
     flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// `None` asks the writer to finish what is queued and stop.
     writer: mpsc::Sender<Option<Job>>,
-    writer_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    writer_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl SqliteStore {
@@ -76,14 +88,23 @@ impl SqliteStore {
             .await?;
         let conn = SqliteConnection::connect_with(&options).await?;
         let (writer, jobs) = mpsc::channel(4 * MAX_BATCH);
-        let task = tokio::spawn(write_loop(conn, jobs));
+        // The writer runs on a thread of its own, so that its many short waits on SQLite never queue
+        // behind request tasks on the shared runtime: the write lock is held only as long as needed.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(sqlx::Error::Io)?;
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || runtime.block_on(write_loop(conn, jobs)))
+            .map_err(sqlx::Error::Io)?;
         let store = SqliteStore {
             pool,
             options,
             seen: Arc::default(),
             flusher: std::sync::Mutex::new(None),
             writer,
-            writer_task: std::sync::Mutex::new(Some(task)),
+            writer_thread: std::sync::Mutex::new(Some(thread)),
         };
         let seen = store.seen.clone();
         let writer = store.writer.clone();
@@ -208,7 +229,7 @@ where
             })
         });
         writer
-            .send(Some(Job { isolated, run }))
+            .send(Some(Job::Run { isolated, run }))
             .await
             .map_err(|_| StoreError::Closed)?;
         result.await.map_err(|_| StoreError::Closed)?
@@ -221,6 +242,7 @@ async fn write_loop(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Option<
     while !closing && jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         closing = batch.iter().any(Option::is_none);
         let mut finishers = Vec::with_capacity(batch.len());
+        let mut events = Vec::new();
         if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await {
             tracing::error!(error = %e, "cannot begin a write transaction");
             // Dropping the jobs closes their reply channels: each caller gets an error, nothing ran.
@@ -228,18 +250,24 @@ async fn write_loop(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Option<
             continue;
         }
         for job in batch.drain(..).flatten() {
-            if job.isolated {
-                let _ = sqlx::query("SAVEPOINT job").execute(&mut conn).await;
-            }
-            let (ok, finish) = (job.run)(&mut conn).await;
-            if job.isolated {
-                if !ok {
-                    let _ = sqlx::query("ROLLBACK TO job").execute(&mut conn).await;
+            match job {
+                Job::Run { isolated, run } => {
+                    if isolated {
+                        let _ = sqlx::query("SAVEPOINT job").execute(&mut conn).await;
+                    }
+                    let (ok, finish) = run(&mut conn).await;
+                    if isolated {
+                        if !ok {
+                            let _ = sqlx::query("ROLLBACK TO job").execute(&mut conn).await;
+                        }
+                        let _ = sqlx::query("RELEASE job").execute(&mut conn).await;
+                    }
+                    finishers.push(finish);
                 }
-                let _ = sqlx::query("RELEASE job").execute(&mut conn).await;
+                Job::Events(job) => events.push(job),
             }
-            finishers.push(finish);
         }
+        let stored = store_event_jobs(&mut conn, &events).await;
         let committed = sqlx::query("COMMIT")
             .execute(&mut conn)
             .await
@@ -252,8 +280,113 @@ async fn write_loop(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Option<
         for finish in finishers {
             finish(committed.clone());
         }
+        for (job, stored) in events.into_iter().zip(stored) {
+            let _ = job.done.send(match (&committed, stored) {
+                (_, Err(e)) => Err(e),
+                (Err(e), Ok(())) => Err(StoreError::Invalid(format!("commit failed: {e}"))),
+                (Ok(()), Ok(())) => Ok(()),
+            });
+        }
     }
     let _ = conn.close().await;
+}
+
+/// Inserts the events of all `jobs` in as few statements as possible. Should that fail, each job is
+/// retried in a savepoint of its own, so that one caller's bad rows (say, of a device deleted
+/// meanwhile) fail that caller alone. Returns each job's outcome, in order.
+async fn store_event_jobs(conn: &mut SqliteConnection, jobs: &[EventsJob]) -> Vec<Result<()>> {
+    if jobs.is_empty() {
+        return Vec::new();
+    }
+    let all: Vec<EventRow> = jobs
+        .iter()
+        .flat_map(|job| job.events.iter().map(move |e| (job, e)))
+        .collect();
+    let merged = insert_in_savepoint(conn, &all).await;
+    match merged {
+        Ok(()) => jobs.iter().map(|_| Ok(())).collect(),
+        Err(e) if jobs.len() == 1 => vec![Err(e)],
+        Err(_) => {
+            let mut outcomes = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let rows: Vec<_> = job.events.iter().map(|e| (job, e)).collect();
+                outcomes.push(insert_in_savepoint(conn, &rows).await);
+            }
+            outcomes
+        }
+    }
+}
+
+/// Inserts `rows` in a savepoint of their own: all of them, or none if one statement fails.
+async fn insert_in_savepoint(conn: &mut SqliteConnection, rows: &[EventRow<'_>]) -> Result<()> {
+    sqlx::query("SAVEPOINT events").execute(&mut *conn).await?;
+    let outcome = insert_event_rows(conn, rows).await;
+    if outcome.is_err() {
+        sqlx::query("ROLLBACK TO events")
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query("RELEASE events").execute(&mut *conn).await?;
+    outcome
+}
+
+/// Statement sizes for `n` rows: full statements of `EVENTS_PER_INSERT` rows, then the rest in
+/// powers of two, so that a handful of distinct statements stay prepared whatever the batch.
+fn event_chunks(n: usize) -> impl Iterator<Item = usize> {
+    let full = std::iter::repeat_n(EVENTS_PER_INSERT, n / EVENTS_PER_INSERT);
+    let rest = n % EVENTS_PER_INSERT;
+    let bits = (0..usize::BITS)
+        .rev()
+        .map(|b| 1usize << b)
+        .filter(move |size| rest & size != 0);
+    full.chain(bits)
+}
+
+/// One event row: the call it came in, and the event.
+type EventRow<'a> = (&'a EventsJob, &'a crate::events::StoredEvent);
+
+async fn insert_event_rows(conn: &mut SqliteConnection, rows: &[EventRow<'_>]) -> Result<()> {
+    let mut rows = rows;
+    for size in event_chunks(rows.len()) {
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        let sql = insert_events_sql(size);
+        let mut q = sqlx::query(&sql);
+        for (job, e) in chunk {
+            q = q
+                .bind(job.device)
+                .bind(e.event_id.as_str())
+                .bind(e.severity)
+                .bind(e.product_name.as_deref())
+                .bind(e.product_version.as_deref())
+                .bind(e.event_type.as_deref())
+                .bind(e.event_type_display_name.as_deref())
+                .bind(e.descr.as_deref())
+                .bind(e.locid)
+                .bind(opt_ts(e.rise_time))
+                .bind(e.rise_time_ms);
+            for p in &e.par {
+                q = q.bind(p.as_deref());
+            }
+            let n = &e.named;
+            q = q
+                .bind(n.object_name.as_deref())
+                .bind(n.virus_name.as_deref())
+                .bind(n.uid.as_deref())
+                .bind(n.user_name.as_deref())
+                .bind(n.detection_type.as_deref())
+                .bind(n.attack_name.as_deref())
+                .bind(n.protocol.as_deref())
+                .bind(n.ip_address.as_deref())
+                .bind(n.port.as_deref())
+                .bind(e.truncated)
+                .bind((!e.odd_fields.is_empty()).then(|| e.odd_fields.join(",")))
+                .bind(job.received_at.as_str())
+                .bind(job.address.as_str());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// `INSERT ... VALUES (...), (...)` for `rows` events; duplicates of (device, event_id) are skipped.
@@ -601,10 +734,10 @@ impl Store for SqliteStore {
         if let Err(e) = flush_seen(&self.seen, &self.writer).await {
             tracing::warn!(error = %e, "last-seen times lost at close");
         }
-        let task = self.writer_task.lock().unwrap().take();
-        if let Some(task) = task {
+        let thread = self.writer_thread.lock().unwrap().take();
+        if let Some(thread) = thread {
             let _ = self.writer.send(None).await;
-            let _ = task.await;
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
         self.pool.close().await;
     }
@@ -970,61 +1103,25 @@ impl Store for SqliteStore {
     async fn store_events(
         &self,
         device: i64,
-        events: &[crate::events::StoredEvent],
+        events: Vec<crate::events::StoredEvent>,
         seen: &Seen,
-    ) -> Result<usize> {
+    ) -> Result<()> {
         if events.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
-        let events = events.to_vec();
-        let (at, address) = (ts(seen.at), seen.address.clone());
-        // Up to one chunk is a single INSERT, atomic without a savepoint.
-        let isolated = events.len() > EVENTS_PER_INSERT;
-        write_with(&self.writer, isolated, move |conn| {
-            Box::pin(async move {
-                let mut new = 0;
-                // SQLite allows 32766 parameters; 33 per row keeps a chunk of 100 rows well inside.
-                for chunk in events.chunks(EVENTS_PER_INSERT) {
-                    let sql = insert_events_sql(chunk.len());
-                    let mut q = sqlx::query(&sql);
-                    for e in chunk {
-                        q = q
-                            .bind(device)
-                            .bind(&e.event_id)
-                            .bind(e.severity)
-                            .bind(&e.product_name)
-                            .bind(&e.product_version)
-                            .bind(&e.event_type)
-                            .bind(&e.event_type_display_name)
-                            .bind(&e.descr)
-                            .bind(e.locid)
-                            .bind(opt_ts(e.rise_time))
-                            .bind(e.rise_time_ms);
-                        for p in &e.par {
-                            q = q.bind(p);
-                        }
-                        let n = &e.named;
-                        q = q
-                            .bind(&n.object_name)
-                            .bind(&n.virus_name)
-                            .bind(&n.uid)
-                            .bind(&n.user_name)
-                            .bind(&n.detection_type)
-                            .bind(&n.attack_name)
-                            .bind(&n.protocol)
-                            .bind(&n.ip_address)
-                            .bind(&n.port)
-                            .bind(e.truncated)
-                            .bind((!e.odd_fields.is_empty()).then(|| e.odd_fields.join(",")))
-                            .bind(&at)
-                            .bind(&address);
-                    }
-                    new += q.execute(&mut *conn).await?.rows_affected() as usize;
-                }
-                Ok(new)
-            })
-        })
-        .await
+        let (done, result) = oneshot::channel();
+        let job = EventsJob {
+            device,
+            events,
+            received_at: ts(seen.at),
+            address: seen.address.clone(),
+            done,
+        };
+        self.writer
+            .send(Some(Job::Events(job)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn event_count(&self) -> Result<i64> {
@@ -1349,5 +1446,113 @@ impl Store for SqliteStore {
         let total = result?;
         ended?;
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::soap::{EventBody, EventInfo};
+
+    #[test]
+    fn event_chunks_cover_every_row_with_few_distinct_sizes() {
+        for n in 0..1000 {
+            let sizes: Vec<usize> = event_chunks(n).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n, "{n} rows");
+            assert!(sizes.iter().all(|&s| s > 0 && s <= EVENTS_PER_INSERT));
+            let partial = sizes.iter().filter(|&&s| s < EVENTS_PER_INSERT).count();
+            assert!(
+                partial <= EVENTS_PER_INSERT.trailing_zeros() as usize,
+                "{n}: {sizes:?}"
+            );
+        }
+    }
+
+    fn job(device: i64, ids: &[&str]) -> (EventsJob, oneshot::Receiver<Result<()>>) {
+        let (done, result) = oneshot::channel();
+        let events = ids
+            .iter()
+            .map(|id| {
+                crate::events::normalize(EventInfo {
+                    event_id: id.to_string(),
+                    body: EventBody {
+                        event_type: Some("GNRL_EV_VIRUS_FOUND".into()),
+                        ..EventBody::default()
+                    },
+                })
+            })
+            .collect();
+        let job = EventsJob {
+            device,
+            events,
+            received_at: ts(OffsetDateTime::now_utc()),
+            address: "192.0.2.1".into(),
+            done,
+        };
+        (job, result)
+    }
+
+    /// Callers' events share statements; a caller whose rows cannot be stored fails alone.
+    #[tokio::test]
+    async fn merged_events_fail_only_the_caller_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let seen = Seen {
+            at: OffsetDateTime::now_utc(),
+            address: "192.0.2.1".into(),
+        };
+        let device = store
+            .enrol_device("merged-1", b"credential", &seen)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut conn = SqliteConnection::connect_with(&store.options)
+            .await
+            .unwrap();
+
+        // Together: a device that does not exist breaks the shared statement, so each caller is
+        // retried alone.
+        let (a, _) = job(device, &["1", "2", "3"]);
+        let (missing, _) = job(device + 1000, &["1"]);
+        let (resent, _) = job(device, &["3", "4"]);
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        let outcomes = store_event_jobs(&mut conn, &[a, missing, resent]).await;
+        sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+        assert!(outcomes[1].is_err(), "{outcomes:?}");
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT event_id FROM events WHERE device = ? ORDER BY event_id")
+                .bind(device)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(ids, ["1", "2", "3", "4"]);
+
+        // Through the writer: every caller gets its answer once committed; a resend adds nothing.
+        let jobs: Vec<_> = (0..300)
+            .map(|i| {
+                let store = &store;
+                let seen = &seen;
+                async move {
+                    let (job, _) = job(device, &[&format!("w{}", i % 150), &format!("x{i}")]);
+                    store.store_events(device, job.events, seen).await
+                }
+            })
+            .collect();
+        for outcome in futures_util::future::join_all(jobs).await {
+            outcome.unwrap();
+        }
+        assert_eq!(store.event_count().await.unwrap(), 4 + 150 + 300);
+        let infections: i64 =
+            sqlx::query_scalar("SELECT viruses_found FROM device_infections WHERE device = ?")
+                .bind(device)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(infections, 4 + 150 + 300);
+        conn.close().await.unwrap();
+        store.close().await;
     }
 }
