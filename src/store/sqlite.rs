@@ -1,10 +1,12 @@
 //! The SQLite backend: one file, WAL journal, foreign keys on, fsync on commit, group commit for writes.
 //!
 //! SQLite allows one writer at a time, and every commit costs an fsync. So all writes go through one
-//! connection owned by a writer task: it takes every write that is waiting, runs each in its own
-//! savepoint inside one transaction, commits once, and only then answers each caller. Under load many
-//! writes share one fsync; a failing write rolls back its savepoint alone. Reads use a separate pool
-//! (WAL lets them run beside the writer).
+//! connection owned by a writer running on a thread of its own: it takes every write that is waiting,
+//! runs each in its own savepoint inside one transaction, commits once, and only then answers each
+//! caller. Under load many writes share one fsync; a failing write rolls back its savepoint alone.
+//! Events, the bulk of all writes, are not run one call at a time: the rows of every PutEvents call in
+//! a batch go into shared multi-row INSERTs. Reads use a separate pool (WAL lets them run beside the
+//! writer).
 
 use std::collections::HashMap;
 use std::str::FromStr;
