@@ -376,8 +376,7 @@ async fn insert_events(
     device: i64,
     events: &[crate::events::StoredEvent],
     seen: &Seen,
-) -> Result<usize> {
-    let mut new = 0;
+) -> Result<()> {
     for chunk in events.chunks(EVENTS_PER_STATEMENT) {
         let sql = insert_events_sql(chunk.len());
         let mut q = sqlx::query(&sql);
@@ -413,9 +412,9 @@ async fn insert_events(
                 .bind(seen.at)
                 .bind(&seen.address);
         }
-        new += q.execute(&mut *conn).await?.rows_affected() as usize;
+        q.execute(&mut *conn).await?;
     }
-    Ok(new)
+    Ok(())
 }
 
 fn session_from_row(id: &str, r: &PgRow, last_used: OffsetDateTime) -> StoredSession {

@@ -221,7 +221,15 @@ fn writer_options(options: &SqliteConnectOptions) -> SqliteConnectOptions {
         .pragma("wal_autocheckpoint", "4096")
 }
 
-/// Queues `f` for the writer task and waits until its transaction committed. `isolated` runs it in
+/// A write's result once its transaction ended: its own error if it failed, else the commit's.
+fn after_commit<T>(outcome: Result<T>, committed: &std::result::Result<(), String>) -> Result<T> {
+    match (outcome, committed) {
+        (Ok(_), Err(e)) => Err(StoreError::Invalid(format!("commit failed: {e}"))),
+        (outcome, _) => outcome,
+    }
+}
+
+/// Queues `f` for the writer and waits until its transaction committed. `isolated` runs it in
 /// its own savepoint, so that its failure undoes only its own statements.
 async fn write_with<T, F>(writer: &mpsc::Sender<Option<Job>>, isolated: bool, f: F) -> Result<T>
 where
@@ -235,11 +243,7 @@ where
                 let outcome = f(conn).await;
                 let ok = outcome.is_ok();
                 let finish: Finish = Box::new(move |committed: Result<(), String>| {
-                    let _ = done.send(match committed {
-                        Ok(()) => outcome,
-                        Err(e) if ok => Err(StoreError::Invalid(format!("commit failed: {e}"))),
-                        Err(_) => outcome,
-                    });
+                    let _ = done.send(after_commit(outcome, &committed));
                 });
                 (ok, finish)
             })
@@ -297,11 +301,7 @@ async fn write_loop(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Option<
             finish(committed.clone());
         }
         for (job, stored) in events.into_iter().zip(stored) {
-            let _ = job.done.send(match (&committed, stored) {
-                (_, Err(e)) => Err(e),
-                (Err(e), Ok(())) => Err(StoreError::Invalid(format!("commit failed: {e}"))),
-                (Ok(()), Ok(())) => Ok(()),
-            });
+            let _ = job.done.send(after_commit(stored, &committed));
         }
     }
     let _ = conn.close().await;
