@@ -5,8 +5,9 @@
 //! runs each in its own savepoint inside one transaction, commits once, and only then answers each
 //! caller. Under load many writes share one fsync; a failing write rolls back its savepoint alone.
 //! Events, the bulk of all writes, are not run one call at a time: the rows of every PutEvents call in
-//! a batch go into shared multi-row INSERTs. Reads use a separate pool (WAL lets them run beside the
-//! writer).
+//! a batch are inserted together, straight through SQLite's C API, and the writer counts the viruses
+//! found among them in `device_infections` (no trigger: on SQLite it would cost a statement journal per
+//! row). Reads use a separate pool (WAL lets them run beside the writer).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -32,11 +33,6 @@ const MAX_BATCH: usize = 512;
 /// SQLite takes at most 32766 parameters in one statement.
 const MAX_PARAMS: usize = 30_000;
 const SEEN_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// Most rows in one multi-row INSERT of events (33 parameters each; SQLite takes at most 32766).
-/// Few, large statements matter: each is a round trip to the connection's thread.
-const EVENTS_PER_INSERT: usize = 512;
-/// Insert statements are prepared for multiples of this many rows.
-const EVENT_ROWS_STEP: usize = 32;
 
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Run =
@@ -307,116 +303,195 @@ async fn write_loop(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Option<
     let _ = conn.close().await;
 }
 
-/// Inserts the events of all `jobs` in as few statements as possible. Should that fail, each job is
-/// retried in a savepoint of its own, so that one caller's bad rows (say, of a device deleted
-/// meanwhile) fail that caller alone. Returns each job's outcome, in order.
+/// Inserts the events of all `jobs` together, straight through SQLite's C API: one prepared statement
+/// run row by row, with no argument copies and no round trip to the connection's thread per statement.
+/// Should a row fail, each job is retried in a savepoint of its own, so that one caller's bad rows (say,
+/// of a device deleted meanwhile) fail that caller alone. Returns each job's outcome, in order.
 async fn store_event_jobs(conn: &mut SqliteConnection, jobs: &[EventsJob]) -> Vec<Result<()>> {
     if jobs.is_empty() {
         return Vec::new();
     }
-    let all: Vec<EventRow> = jobs
-        .iter()
-        .flat_map(|job| job.events.iter().map(move |e| (job, e)))
-        .collect();
-    let merged = insert_in_savepoint(conn, &all).await;
-    match merged {
-        Ok(()) => jobs.iter().map(|_| Ok(())).collect(),
-        Err(e) if jobs.len() == 1 => vec![Err(e)],
-        Err(_) => {
-            let mut outcomes = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                let rows: Vec<_> = job.events.iter().map(|e| (job, e)).collect();
-                outcomes.push(insert_in_savepoint(conn, &rows).await);
-            }
-            outcomes
+    let mut handle = match conn.lock_handle().await {
+        Ok(handle) => handle,
+        Err(e) => {
+            let e = e.to_string();
+            return jobs
+                .iter()
+                .map(|_| Err(StoreError::Invalid(format!("events not stored: {e}"))))
+                .collect();
+        }
+    };
+    match direct::borrow(&mut handle) {
+        Ok(db) => insert_event_jobs(&db, jobs),
+        Err(e) => {
+            let e = e.to_string();
+            jobs.iter()
+                .map(|_| Err(StoreError::Invalid(format!("events not stored: {e}"))))
+                .collect()
         }
     }
 }
 
-/// Inserts `rows`: all of them, or none. One statement is atomic by itself; more share a savepoint.
-async fn insert_in_savepoint(conn: &mut SqliteConnection, rows: &[EventRow<'_>]) -> Result<()> {
-    if rows.len() <= EVENTS_PER_INSERT {
-        return insert_event_rows(conn, rows).await;
+fn insert_event_jobs(db: &rusqlite::Connection, jobs: &[EventsJob]) -> Vec<Result<()>> {
+    let mut insert = match db.prepare(INSERT_EVENT) {
+        Ok(insert) => insert,
+        Err(e) => {
+            let e = e.to_string();
+            return jobs
+                .iter()
+                .map(|_| Err(StoreError::Invalid(format!("events not stored: {e}"))))
+                .collect();
+        }
+    };
+    let all = in_savepoint(db, || insert_jobs(db, &mut insert, jobs));
+    match all {
+        Ok(()) => jobs.iter().map(|_| Ok(())).collect(),
+        Err(e) if jobs.len() == 1 => vec![Err(e)],
+        Err(_) => jobs
+            .iter()
+            .map(|job| {
+                in_savepoint(db, || {
+                    insert_jobs(db, &mut insert, std::slice::from_ref(job))
+                })
+            })
+            .collect(),
     }
-    sqlx::query("SAVEPOINT events").execute(&mut *conn).await?;
-    let outcome = insert_event_rows(conn, rows).await;
+}
+
+/// Runs `f` in a savepoint: all it wrote stays, or none of it.
+fn in_savepoint(db: &rusqlite::Connection, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    db.execute_batch("SAVEPOINT events")?;
+    let outcome = f();
     if outcome.is_err() {
-        sqlx::query("ROLLBACK TO events")
-            .execute(&mut *conn)
-            .await?;
+        db.execute_batch("ROLLBACK TO events")?;
     }
-    sqlx::query("RELEASE events").execute(&mut *conn).await?;
+    db.execute_batch("RELEASE events")?;
     outcome
 }
 
-/// How many rows the statement for `rows` rows has: the next multiple of `EVENT_ROWS_STEP`, so that a
-/// few statements stay prepared whatever the batch. The extra rows repeat the last one, and the
-/// conflict clause skips them.
-fn statement_rows(rows: usize) -> usize {
-    rows.div_ceil(EVENT_ROWS_STEP) * EVENT_ROWS_STEP
+/// Viruses found among a device's newly stored events.
+#[derive(Default)]
+struct Infections<'a> {
+    found: i64,
+    last_at: &'a str,
+    last_name: Option<&'a str>,
 }
 
-/// One event row: the call it came in, and the event.
-type EventRow<'a> = (&'a EventsJob, &'a crate::events::StoredEvent);
-
-async fn insert_event_rows(conn: &mut SqliteConnection, rows: &[EventRow<'_>]) -> Result<()> {
-    for chunk in rows.chunks(EVENTS_PER_INSERT) {
-        let size = statement_rows(chunk.len());
-        let last = chunk.last().expect("chunks are never empty");
-        let sql = insert_events_sql(size);
-        let mut q = sqlx::query(&sql);
-        for (job, e) in chunk
-            .iter()
-            .chain(std::iter::repeat_n(last, size - chunk.len()))
-        {
-            q = q
-                .bind(job.device)
-                .bind(e.event_id.as_str())
-                .bind(e.severity)
-                .bind(e.product_name.as_deref())
-                .bind(e.product_version.as_deref())
-                .bind(e.event_type.as_deref())
-                .bind(e.event_type_display_name.as_deref())
-                .bind(e.descr.as_deref())
-                .bind(e.locid)
-                .bind(opt_ts(e.rise_time))
-                .bind(e.rise_time_ms);
-            for p in &e.par {
-                q = q.bind(p.as_deref());
-            }
+/// Inserts the events of `jobs`, skipping resends, and adds the viruses found among the new ones to
+/// `device_infections`.
+fn insert_jobs(
+    db: &rusqlite::Connection,
+    insert: &mut rusqlite::Statement<'_>,
+    jobs: &[EventsJob],
+) -> Result<()> {
+    use rusqlite::params;
+    let mut infections: HashMap<i64, Infections> = HashMap::new();
+    for job in jobs {
+        for e in &job.events {
             let n = &e.named;
-            q = q
-                .bind(n.object_name.as_deref())
-                .bind(n.virus_name.as_deref())
-                .bind(n.uid.as_deref())
-                .bind(n.user_name.as_deref())
-                .bind(n.detection_type.as_deref())
-                .bind(n.attack_name.as_deref())
-                .bind(n.protocol.as_deref())
-                .bind(n.ip_address.as_deref())
-                .bind(n.port.as_deref())
-                .bind(e.truncated)
-                .bind((!e.odd_fields.is_empty()).then(|| e.odd_fields.join(",")))
-                .bind(job.received_at.as_str())
-                .bind(job.address.as_str());
+            let [p1, p2, p3, p4, p5, p6, p7, p8, p9] = &e.par;
+            let stored = insert.execute(params![
+                job.device,
+                e.event_id,
+                e.severity,
+                e.product_name,
+                e.product_version,
+                e.event_type,
+                e.event_type_display_name,
+                e.descr,
+                e.locid,
+                opt_ts(e.rise_time),
+                e.rise_time_ms,
+                p1,
+                p2,
+                p3,
+                p4,
+                p5,
+                p6,
+                p7,
+                p8,
+                p9,
+                n.object_name,
+                n.virus_name,
+                n.uid,
+                n.user_name,
+                n.detection_type,
+                n.attack_name,
+                n.protocol,
+                n.ip_address,
+                n.port,
+                e.truncated,
+                (!e.odd_fields.is_empty()).then(|| e.odd_fields.join(",")),
+                job.received_at,
+                job.address,
+            ])? == 1;
+            if stored && e.event_type.as_deref() == Some(crate::events::VIRUS_FOUND) {
+                let device = infections.entry(job.device).or_default();
+                device.found += 1;
+                device.last_at = &job.received_at;
+                device.last_name = n.virus_name.as_deref();
+            }
         }
-        q.execute(&mut *conn).await?;
+    }
+    if !infections.is_empty() {
+        let mut count = db.prepare(COUNT_INFECTIONS)?;
+        for (device, i) in infections {
+            count.execute(params![device, i.found, i.last_at, i.last_name])?;
+        }
     }
     Ok(())
 }
 
-/// `INSERT ... VALUES (...), (...)` for `rows` events; duplicates of (device, event_id) are skipped.
-fn insert_events_sql(rows: usize) -> String {
-    const COLUMNS: &str = "device, event_id, severity, product_name, product_version, event_type,
-        event_type_display_name, descr, locid, rise_time, rise_time_ms,
-        par1, par2, par3, par4, par5, par6, par7, par8, par9,
-        object_name, virus_name, uid, user_name, detection_type, attack_name, protocol, ip_address, port,
-        truncated, odd_fields, received_at, source_address";
-    let one = format!("({})", vec!["?"; 33].join(", "));
-    format!(
-        "INSERT INTO events ({COLUMNS}) VALUES {} ON CONFLICT (device, event_id) DO NOTHING",
-        vec![one; rows].join(", ")
-    )
+/// One event; a resend of (device, event_id) is skipped.
+const INSERT_EVENT: &str = "INSERT INTO events (device, event_id, severity, product_name,
+    product_version, event_type, event_type_display_name, descr, locid, rise_time, rise_time_ms,
+    par1, par2, par3, par4, par5, par6, par7, par8, par9,
+    object_name, virus_name, uid, user_name, detection_type, attack_name, protocol, ip_address, port,
+    truncated, odd_fields, received_at, source_address)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+        ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)
+    ON CONFLICT (device, event_id) DO NOTHING";
+
+/// Adds `?2` viruses found to device `?1`, the last at `?3` named `?4`.
+const COUNT_INFECTIONS: &str = "INSERT INTO device_infections
+        (device, viruses_found, last_virus_at, last_virus_name) VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (device) DO UPDATE SET viruses_found = viruses_found + excluded.viruses_found,
+        last_virus_at = excluded.last_virus_at, last_virus_name = excluded.last_virus_name";
+
+/// SQLite's C API on the writer's connection, for the statements where sqlx's per-argument copies and
+/// per-statement thread hop cost the most.
+#[allow(unsafe_code)]
+mod direct {
+    use sqlx::sqlite::LockedSqliteHandle;
+
+    /// The writer's connection as a `rusqlite::Connection`, for as long as `handle` stays locked.
+    pub(super) fn borrow<'h>(
+        handle: &'h mut LockedSqliteHandle<'_>,
+    ) -> rusqlite::Result<Borrowed<'h>> {
+        let raw = handle.as_raw_handle().as_ptr();
+        // SAFETY: `raw` is a live connection: sqlx closes it only when the `SqliteConnection` drops,
+        // and the lock borrows that connection. While the lock is held, sqlx's thread makes no call on
+        // the handle, so this thread has it to itself. `from_handle` does not take ownership: dropping
+        // the `Connection` leaves the handle open. `Borrowed` borrows the lock, so the `Connection` and
+        // every statement prepared on it are gone before the lock is released.
+        let db = unsafe { rusqlite::Connection::from_handle(raw) }?;
+        Ok(Borrowed {
+            db,
+            _lock: std::marker::PhantomData,
+        })
+    }
+
+    pub(super) struct Borrowed<'h> {
+        db: rusqlite::Connection,
+        _lock: std::marker::PhantomData<&'h mut ()>,
+    }
+
+    impl std::ops::Deref for Borrowed<'_> {
+        type Target = rusqlite::Connection;
+        fn deref(&self) -> &rusqlite::Connection {
+            &self.db
+        }
+    }
 }
 
 fn ts(t: OffsetDateTime) -> String {
@@ -1470,19 +1545,6 @@ mod tests {
     use super::*;
     use crate::soap::{EventBody, EventInfo};
 
-    #[test]
-    fn statements_come_in_few_sizes() {
-        for rows in 1..=EVENTS_PER_INSERT {
-            let size = statement_rows(rows);
-            assert!(
-                size >= rows && size - rows < EVENT_ROWS_STEP,
-                "{rows} rows: {size}"
-            );
-            assert_eq!(size % EVENT_ROWS_STEP, 0);
-        }
-        const { assert!(EVENTS_PER_INSERT * 33 < 32766 && EVENTS_PER_INSERT % EVENT_ROWS_STEP == 0) };
-    }
-
     fn job(device: i64, ids: &[&str]) -> (EventsJob, oneshot::Receiver<Result<()>>) {
         let (done, result) = oneshot::channel();
         let events = ids
@@ -1507,7 +1569,7 @@ mod tests {
         (job, result)
     }
 
-    /// Callers' events share statements; a caller whose rows cannot be stored fails alone.
+    /// Callers' events are inserted together; a caller whose rows cannot be stored fails alone.
     #[tokio::test]
     async fn merged_events_fail_only_the_caller_at_fault() {
         let dir = tempfile::tempdir().unwrap();
@@ -1527,7 +1589,7 @@ mod tests {
             .await
             .unwrap();
 
-        // Together: a device that does not exist breaks the shared statement, so each caller is
+        // Together: a device that does not exist fails the shared savepoint, so each caller is
         // retried alone.
         let (a, _) = job(device, &["1", "2", "3"]);
         let (missing, _) = job(device + 1000, &["1"]);
@@ -1567,6 +1629,27 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(infections, 4 + 150 + 300);
+
+        // Only viruses found count, and the last one names the device's last infection.
+        let (mut mixed, _) = job(device, &["v1", "scan", "v2"]);
+        mixed.events[1].event_type = Some("GNRL_EV_SCAN_FINISHED".into());
+        mixed.events[0].named.virus_name = Some("EICAR-A".into());
+        mixed.events[2].named.virus_name = Some("EICAR-B".into());
+        store
+            .store_events(device, mixed.events, &seen)
+            .await
+            .unwrap();
+        let (found, name): (i64, Option<String>) = sqlx::query_as(
+            "SELECT viruses_found, last_virus_name FROM device_infections WHERE device = ?",
+        )
+        .bind(device)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            (found, name.as_deref()),
+            (4 + 150 + 300 + 2, Some("EICAR-B"))
+        );
         conn.close().await.unwrap();
         store.close().await;
     }
