@@ -10,6 +10,7 @@ pub mod dump;
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
+mod wal_sync;
 
 pub use model::*;
 

@@ -1,9 +1,11 @@
-//! The SQLite backend: one file, WAL journal, foreign keys on, fsync on commit, group commit for writes.
+//! The SQLite backend: one file, WAL journal, foreign keys on, group commit for writes, and no answer
+//! before the log is on disk.
 //!
 //! SQLite allows one writer at a time, and every commit costs an fsync. So all writes go through one
 //! connection owned by a writer running on a thread of its own: it takes every write that is waiting,
-//! runs each in its own savepoint inside one transaction, commits once, and only then answers each
-//! caller. Under load many writes share one fsync; a failing write rolls back its savepoint alone.
+//! runs each in its own savepoint inside one transaction, commits once, and answers each caller once
+//! the log is on disk (`wal_sync` syncs it beside the writer, which meanwhile runs the next batch).
+//! Under load many writes share one fsync; a failing write rolls back its savepoint alone.
 //! Events, the bulk of all writes, are not run one call at a time: the rows of every PutEvents call in
 //! a batch are inserted together, straight through SQLite's C API, and the writer counts the viruses
 //! found among them in `device_infections` (no trigger: on SQLite it would cost a statement journal per
@@ -24,6 +26,7 @@ use sqlx::{Connection, Row, SqlitePool, TypeInfo, ValueRef};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use super::wal_sync::{self, WalSync};
 use super::*;
 use crate::soap::{AppInfo, AppState, Params, Value};
 use crate::sync::Known;
@@ -34,7 +37,7 @@ const MAX_BATCH: usize = 512;
 const MAX_PARAMS: usize = 30_000;
 const SEEN_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Finish = wal_sync::Answer;
 type Run =
     Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
 
@@ -87,7 +90,17 @@ impl SqliteStore {
             .min_connections(1)
             .connect_with(options.clone())
             .await?;
-        let conn = SqliteConnection::connect_with(&writer_options(&options)).await?;
+        let mut conn = SqliteConnection::connect_with(&writer_options(&options)).await?;
+        let wal_sync = match wal_path(&options, &mut conn).await? {
+            Some(wal) => Some(WalSync::start(wal).map_err(sqlx::Error::Io)?),
+            None => {
+                // No log to sync beside the writer (not in WAL mode): every commit syncs.
+                sqlx::query("PRAGMA synchronous = FULL")
+                    .execute(&mut conn)
+                    .await?;
+                None
+            }
+        };
         let (writer, jobs) = mpsc::channel(4 * MAX_BATCH);
         // The writer runs on a thread of its own, so that its many short waits on SQLite never queue
         // behind request tasks on the shared runtime: the write lock is held only as long as needed.
@@ -97,7 +110,7 @@ impl SqliteStore {
             .map_err(sqlx::Error::Io)?;
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || runtime.block_on(write_loop(conn, jobs)))
+            .spawn(move || runtime.block_on(write_loop(conn, jobs, wal_sync)))
             .map_err(sqlx::Error::Io)?;
         let store = SqliteStore {
             pool,
@@ -209,12 +222,31 @@ async fn flush_seen(
 /// The writer's connection: statement journals in memory rather than in temporary files; a page
 /// cache that holds the hot part of the events' unique index; and a checkpoint every 16 MiB of WAL
 /// rather than every 4 MiB, so that a page changed by many batches is copied back once.
+/// The writer's connection commits without waiting for the disk: `WalSync` syncs the log before any
+/// caller is answered (or, outside WAL mode, the connection is put back to `FULL`).
 fn writer_options(options: &SqliteConnectOptions) -> SqliteConnectOptions {
     options
         .clone()
+        .synchronous(SqliteSynchronous::Normal)
         .pragma("temp_store", "memory")
         .pragma("cache_size", "-32768")
         .pragma("wal_autocheckpoint", "4096")
+}
+
+/// The write-ahead log of the writer's database, if it runs in WAL mode.
+async fn wal_path(
+    options: &SqliteConnectOptions,
+    conn: &mut SqliteConnection,
+) -> Result<Option<std::path::PathBuf>> {
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Ok(None);
+    }
+    let mut wal = options.get_filename().as_os_str().to_owned();
+    wal.push("-wal");
+    Ok(Some(wal.into()))
 }
 
 /// A write's result once its transaction ended: its own error if it failed, else the commit's.
@@ -252,7 +284,11 @@ where
     }
 }
 
-async fn write_loop(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Option<Job>>) {
+async fn write_loop(
+    mut conn: SqliteConnection,
+    mut jobs: mpsc::Receiver<Option<Job>>,
+    wal_sync: Option<WalSync>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut closing = false;
     while !closing && jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -293,12 +329,21 @@ async fn write_loop(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Option<
             tracing::error!(error = %e, "write transaction failed to commit");
             let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
         }
-        for finish in finishers {
-            finish(committed.clone());
-        }
+        let mut answers = finishers;
         for (job, stored) in events.into_iter().zip(stored) {
-            let _ = job.done.send(after_commit(stored, &committed));
+            answers.push(Box::new(move |durable: Result<(), String>| {
+                let _ = job.done.send(after_commit(stored, &durable));
+            }));
         }
+        match (&committed, &wal_sync) {
+            (Ok(()), Some(wal_sync)) => wal_sync.after_sync(answers),
+            _ => answers
+                .into_iter()
+                .for_each(|answer| answer(committed.clone())),
+        }
+    }
+    if let Some(wal_sync) = wal_sync {
+        wal_sync.finish();
     }
     let _ = conn.close().await;
 }
