@@ -225,7 +225,7 @@ async fn flush_seen(
 /// The writer's connection commits without waiting for the disk: `WalSync` syncs the log before any
 /// caller is answered (or, outside WAL mode, the connection is put back to `FULL`). Statement journals
 /// stay in memory, and the log is checkpointed every 4096 pages. SQLite's default 2 MiB page cache is
-/// kept: a 32 MiB one made every commit slower (SQLite walks the whole cache when a transaction ends).
+/// kept: with a 32 MiB one, commits were slower (SQLite truncates its cache when a transaction ends).
 fn writer_options(options: &SqliteConnectOptions) -> SqliteConnectOptions {
     options
         .clone()
