@@ -350,7 +350,7 @@ async fn write_loop(
 }
 
 /// Inserts the events of all `jobs` together, straight through SQLite's C API: one prepared statement
-/// run row by row, with no argument copies and no round trip to the connection's thread per statement.
+/// run row by row, with no intermediate argument buffers and no round trip to the connection's thread.
 /// Should a row fail, each job is retried in a savepoint of its own, so that one caller's bad rows (say,
 /// of a device deleted meanwhile) fail that caller alone. Returns each job's outcome, in order.
 async fn store_event_jobs(conn: &mut SqliteConnection, jobs: &[EventsJob]) -> Vec<Result<()>> {
@@ -359,35 +359,25 @@ async fn store_event_jobs(conn: &mut SqliteConnection, jobs: &[EventsJob]) -> Ve
     }
     let mut handle = match conn.lock_handle().await {
         Ok(handle) => handle,
-        Err(e) => {
-            let e = e.to_string();
-            return jobs
-                .iter()
-                .map(|_| Err(StoreError::Invalid(format!("events not stored: {e}"))))
-                .collect();
-        }
+        Err(e) => return all_failed(jobs, e),
     };
     match direct::borrow(&mut handle) {
         Ok(db) => insert_event_jobs(&db, jobs),
-        Err(e) => {
-            let e = e.to_string();
-            jobs.iter()
-                .map(|_| Err(StoreError::Invalid(format!("events not stored: {e}"))))
-                .collect()
-        }
+        Err(e) => all_failed(jobs, e),
     }
+}
+
+/// The same error for every job: nothing of theirs was written.
+fn all_failed(jobs: &[EventsJob], e: impl std::fmt::Display) -> Vec<Result<()>> {
+    jobs.iter()
+        .map(|_| Err(StoreError::Invalid(format!("events not stored: {e}"))))
+        .collect()
 }
 
 fn insert_event_jobs(db: &rusqlite::Connection, jobs: &[EventsJob]) -> Vec<Result<()>> {
     let mut insert = match db.prepare(INSERT_EVENT) {
         Ok(insert) => insert,
-        Err(e) => {
-            let e = e.to_string();
-            return jobs
-                .iter()
-                .map(|_| Err(StoreError::Invalid(format!("events not stored: {e}"))))
-                .collect();
-        }
+        Err(e) => return all_failed(jobs, e),
     };
     let all = in_savepoint(db, || insert_jobs(db, &mut insert, jobs));
     match all {
