@@ -219,13 +219,12 @@ async fn flush_seen(
     result
 }
 
-/// The writer's connection: statement journals in memory rather than in temporary files; a page
-/// cache that holds the hot part of the events' unique index; and a checkpoint every 16 MiB of WAL
-/// rather than every 4 MiB, so that a page changed by many batches is copied back once.
 /// The writer's connection commits without waiting for the disk: `WalSync` syncs the log before any
 /// caller is answered (or, outside WAL mode, the connection is put back to `FULL`). Statement journals
-/// stay in memory, and the log is checkpointed every 4096 pages. SQLite's default 2 MiB page cache is
-/// kept: with a 32 MiB one, commits were slower (SQLite truncates its cache when a transaction ends).
+/// stay in memory rather than in temporary files, and the log is checkpointed every 4096 pages (16 MiB,
+/// not SQLite's 4 MiB), so that a page changed by many batches is copied back once. SQLite's default
+/// 2 MiB page cache is kept: with a 32 MiB one, commits were slower (SQLite truncates its cache when a
+/// transaction ends).
 fn writer_options(options: &SqliteConnectOptions) -> SqliteConnectOptions {
     options
         .clone()
