@@ -32,7 +32,11 @@ pub enum DeviceError {
     BadFormat(String),
     #[error("{0}")]
     NotPermitted(String),
-    /// Try again later. The inner text is logged, not sent.
+    /// Try again later: a limit was reached (throttled logins, too many sessions or enrolments).
+    /// Expected under abuse or load, so not an error of the server's.
+    #[error("{0}")]
+    TryLater(String),
+    /// Try again later: the server failed. The inner text is logged, not sent.
     #[error("{public}")]
     Unavailable { public: String, internal: String },
     #[error("unexpected response code {got}: the server is waiting for the result of command {expected}")]
@@ -58,7 +62,7 @@ impl DeviceError {
             DeviceError::BadParameter(_) => BAD_PARAMETER,
             DeviceError::BadFormat(_) => BAD_FORMAT,
             DeviceError::NotPermitted(_) => NOT_PERMITTED,
-            DeviceError::Unavailable { .. } => UNAVAILABLE,
+            DeviceError::TryLater(_) | DeviceError::Unavailable { .. } => UNAVAILABLE,
             DeviceError::UnexpectedResultCode { .. } => UNEXPECTED_RESULT_CODE,
             DeviceError::InvalidResultData(_) => INVALID_RESULT_DATA,
             DeviceError::WrongResultType { .. } => WRONG_RESULT_TYPE,

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::auth::{Secret, Throttle, ThrottlePolicy};
+use crate::auth::{AddressLimiter, Secret, Throttle, ThrottlePolicy};
 use crate::error::DeviceError;
 use crate::server::{DeviceHandler, Reply};
 use crate::sessions::{Session, Sessions};
@@ -54,9 +54,18 @@ pub struct ProtocolConfig {
     pub max_events_per_call: usize,
     /// Largest chunk klft-GetNextFileChunk returns (at most 1 MiB).
     pub max_chunk_bytes: u32,
+    /// Failed logins per device id (and per device id from one address) before attempts wait.
     pub login_failures_per_device: u32,
+    /// Failed logins per source address before attempts from it wait.
     pub login_failures_per_address: u32,
     pub login_failure_window_secs: u64,
+    /// Longest wait a device id or an address as a whole is given after failed logins: what the
+    /// rightful device, or other devices behind the same address, wait at most.
+    pub login_max_shared_delay_ms: u64,
+    /// Longest wait one device id from one address is given after its failed logins.
+    pub login_max_pair_delay_ms: u64,
+    /// New devices one source address may enrol per minute (0: no limit).
+    pub enrolments_per_address_per_minute: u32,
     /// Keep sessions in the database so that several server nodes on one database serve a device's
     /// calls interchangeably. Unset: on for PostgreSQL, off (sessions in memory) for SQLite.
     pub shared_sessions: Option<bool>,
@@ -77,6 +86,9 @@ impl Default for ProtocolConfig {
             login_failures_per_device: 5,
             login_failures_per_address: 50,
             login_failure_window_secs: 300,
+            login_max_shared_delay_ms: 2000,
+            login_max_pair_delay_ms: 10_000,
+            enrolments_per_address_per_minute: 120,
             shared_sessions: None,
             string_value_type: soap::StringType::WString,
         }
@@ -94,8 +106,10 @@ impl ProtocolConfig {
     pub fn throttle(&self) -> ThrottlePolicy {
         ThrottlePolicy {
             window: std::time::Duration::from_secs(self.login_failure_window_secs),
-            per_device: self.login_failures_per_device,
-            per_address: self.login_failures_per_address,
+            free_per_device: self.login_failures_per_device,
+            free_per_address: self.login_failures_per_address,
+            max_shared_delay: std::time::Duration::from_millis(self.login_max_shared_delay_ms),
+            max_pair_delay: std::time::Duration::from_millis(self.login_max_pair_delay_ms),
         }
     }
 }
@@ -105,6 +119,7 @@ pub struct DeviceService {
     sessions: Arc<dyn Sessions>,
     secret: Secret,
     throttle: Throttle,
+    enrolments: AddressLimiter,
     config: ProtocolConfig,
     limits: soap::Limits,
     updates: UpdatesDir,
@@ -134,6 +149,7 @@ impl DeviceService {
         };
         DeviceService {
             throttle: Throttle::new(config.throttle()),
+            enrolments: AddressLimiter::per_minute(config.enrolments_per_address_per_minute),
             store,
             sessions,
             secret,
@@ -225,6 +241,8 @@ impl DeviceService {
                 DeviceError::Unavailable { internal, .. } => {
                     tracing::error!(error = %internal, "request failed")
                 }
+                // Logged once where the limit was hit.
+                DeviceError::TryLater(_) => {}
                 other => debug!(error = %other, code = other.code(), "request refused"),
             }
             Response::error_reply(op, e.to_param_error())

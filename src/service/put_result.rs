@@ -139,15 +139,21 @@ impl DeviceService {
                 known.settings_hash = Some(hash);
                 known.settings_known = true;
             }
+            // After a push the device's item has the hash it just returned, not the one of the
+            // Heartbeat: planning the rest of the session against the stale one would ask for
+            // what was just pushed (SETTINGS_GET after SETTINGS_PUT).
             SyncResult::SettingsPushed { hash, .. } => {
+                run.reported.stgs.clone_from(&hash);
                 known.settings_hash = Some(hash);
                 known.settings_pending = false;
             }
             SyncResult::PolicyPushed { hash, digest } => {
+                run.reported.pol.clone_from(&hash);
                 known.policy_hash = Some(hash);
                 known.policy_digest = Some(digest);
             }
             SyncResult::SubscriptionsPushed { hash, digest } => {
+                run.reported.sbsc.clone_from(&hash);
                 known.subs_hash = Some(hash);
                 known.subs_digest = Some(digest);
             }

@@ -1,16 +1,21 @@
 //! SessionBegin (authentication, enrolment, throttling) and SessionEnd.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use super::{DeviceService, EnrolmentMode};
+use crate::auth::Admission;
 use crate::error::DeviceError;
 use crate::sessions::Session;
 use crate::soap::{Response, PROTOCOL_VERSION};
 use crate::store::Seen;
+
+/// What every refused login is told: an unknown device id (in closed enrolment) and a wrong password
+/// look the same.
+const WRONG_CREDENTIALS: &str = "unknown device or wrong password";
 
 /// DeviceId and Password: non-empty printable ASCII, at most 64 characters (seed section 3.1).
 fn valid_credential_text(s: &str) -> bool {
@@ -42,48 +47,70 @@ impl DeviceService {
             )));
         }
         let ip = peer.ip();
-        let clock = Instant::now();
-        if let Some(wait) = self.throttle.locked(device_id, ip, clock) {
-            warn!(device_id, %ip, "login throttled");
-            return Err(DeviceError::Unavailable {
-                public: format!(
+        let guard = match self.throttle.admit(device_id, ip, Instant::now()) {
+            Admission::Busy { retry_after } => {
+                info!(device_id, %ip, "login refused: an earlier throttled attempt is still running");
+                return Err(DeviceError::TryLater(format!(
                     "too many failed logins; try again in {} seconds",
-                    wait.as_secs().max(1)
-                ),
-                internal: format!("login throttled for {device_id} from {ip}"),
-            });
-        }
+                    retry_after.as_secs().max(1)
+                )));
+            }
+            Admission::Go { delay, guard } => {
+                if !delay.is_zero() {
+                    info!(device_id, %ip, delay_ms = delay.as_millis() as u64, "login delayed after failed attempts");
+                    tokio::time::sleep(delay).await;
+                }
+                guard
+            }
+        };
         let seen = Seen {
             at: now,
             address: ip.to_string(),
         };
         let device = match self.store.device_login(device_id).await? {
-            Some(login) if login.blocked => {
-                warn!(device_id, %ip, "blocked device refused");
-                return Err(DeviceError::AccessDenied("the device is blocked".into()));
-            }
             Some(login) => match login.credential {
                 Some(credential) => {
                     if !self.secret.verify(&credential, password) {
-                        self.throttle.record_failure(device_id, ip, clock);
-                        warn!(device_id, %ip, "wrong device password");
-                        return Err(DeviceError::AccessDenied("wrong device password".into()));
+                        return Err(self.login_failed(device_id, ip, "wrong device password"));
+                    }
+                    // Only the rightful device learns that it is blocked.
+                    if login.blocked {
+                        warn!(device_id, %ip, "blocked device refused");
+                        return Err(DeviceError::AccessDenied("the device is blocked".into()));
                     }
                     login.id
                 }
                 // Pre-registered or reset by an admin: this login sets the password.
+                // Blocked before it ever logged in: there is no password to prove ownership with.
+                None if login.blocked => {
+                    return Err(self.login_failed(device_id, ip, "blocked device refused"));
+                }
                 None => self.enrol(device_id, password, &seen).await?,
             },
             None if self.config.enrolment == EnrolmentMode::Closed => {
-                self.throttle.record_failure(device_id, ip, clock);
-                warn!(device_id, %ip, "unregistered device refused (closed enrolment)");
-                return Err(DeviceError::AccessDenied(
-                    "the device is not registered on this server".into(),
+                // As long as a wrong password takes: the answer must not tell which ids exist.
+                let _ = self
+                    .secret
+                    .verify(&[0; crate::auth::CREDENTIAL_LEN], password);
+                return Err(self.login_failed(
+                    device_id,
+                    ip,
+                    "unregistered device refused (closed enrolment)",
                 ));
             }
-            None => self.enrol(device_id, password, &seen).await?,
+            None => {
+                if let Err(wait) = self.enrolments.check(ip) {
+                    info!(%ip, "enrolment refused: too many new devices from this address");
+                    return Err(DeviceError::TryLater(format!(
+                        "too many new devices from this address; try again in {} seconds",
+                        wait.as_secs().max(1)
+                    )));
+                }
+                self.enrol(device_id, password, &seen).await?
+            }
         };
-        self.throttle.record_success(device_id);
+        drop(guard);
+        self.throttle.record_success(device_id, ip);
         let session = Session::new(device, device_id, now);
         let session_id = session.id.clone();
         self.sessions.insert(session).await?;
@@ -92,6 +119,14 @@ impl DeviceService {
             protocol_version: PROTOCOL_VERSION,
             error: None,
         })
+    }
+
+    /// Counts a failed login and gives the answer every failure gets, whatever its cause, so that
+    /// the answer does not tell an unknown id from a wrong password.
+    fn login_failed(&self, device_id: &str, ip: IpAddr, why: &str) -> DeviceError {
+        self.throttle.record_failure(device_id, ip, Instant::now());
+        warn!(device_id, %ip, "{why}");
+        DeviceError::AccessDenied(WRONG_CREDENTIALS.into())
     }
 
     /// Records the password of a first contact. If another login enrolled the same id at the same
@@ -121,7 +156,7 @@ impl DeviceService {
             {
                 Ok(login.id)
             }
-            _ => Err(DeviceError::AccessDenied("wrong device password".into())),
+            _ => Err(DeviceError::AccessDenied(WRONG_CREDENTIALS.into())),
         }
     }
 

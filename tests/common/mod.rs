@@ -58,6 +58,22 @@ pub async fn connect_tls(connector: &TlsConnector, addr: SocketAddr) -> TlsStrea
         .expect("tls handshake")
 }
 
+pub async fn connect_tls_from(
+    connector: &TlsConnector,
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+) -> TlsStream<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(from, 0))
+        .expect("bind a loopback address");
+    let tcp = socket.connect(addr).await.expect("tcp connect");
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("tls handshake")
+}
+
 /// One HTTP/1.1 connection over TLS that can carry several requests (keep-alive), as devices do.
 pub struct Connection {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
@@ -65,7 +81,20 @@ pub struct Connection {
 
 impl Connection {
     pub async fn open(connector: &TlsConnector, addr: SocketAddr) -> Connection {
-        let stream = connect_tls(connector, addr).await;
+        Connection::over(connect_tls(connector, addr).await).await
+    }
+
+    /// A connection from the local address `from` (any 127.x.y.z works on loopback), so that a
+    /// test can play clients at several addresses.
+    pub async fn open_from(
+        connector: &TlsConnector,
+        addr: SocketAddr,
+        from: std::net::IpAddr,
+    ) -> Connection {
+        Connection::over(connect_tls_from(connector, addr, from).await).await
+    }
+
+    async fn over(stream: TlsStream<TcpStream>) -> Connection {
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .expect("http handshake");
@@ -187,6 +216,16 @@ impl TestServer {
     pub async fn device(&self, id: &str, password: &str) -> TestDevice {
         TestDevice {
             conn: Connection::open(&self.connector, self.addr()).await,
+            id: id.to_string(),
+            password: password.to_string(),
+            session: String::new(),
+        }
+    }
+
+    /// A device whose connection comes from the loopback address `from`.
+    pub async fn device_from(&self, id: &str, password: &str, from: &str) -> TestDevice {
+        TestDevice {
+            conn: Connection::open_from(&self.connector, self.addr(), from.parse().unwrap()).await,
             id: id.to_string(),
             password: password.to_string(),
             session: String::new(),
