@@ -462,6 +462,13 @@ mod tests {
             "forgotten after the window"
         );
         t.record_success("dev", ip);
-        assert_eq!(t.counts("dev", ip, now), FailureCounts::default());
+        assert_eq!(
+            t.counts("dev", ip, now),
+            FailureCounts {
+                address: 3,
+                ..FailureCounts::default()
+            },
+            "a success clears the device id and the pair, not the address"
+        );
     }
 }

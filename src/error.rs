@@ -98,9 +98,14 @@ impl From<StoreError> for DeviceError {
 
 impl From<crate::sessions::SessionError> for DeviceError {
     fn from(e: crate::sessions::SessionError) -> DeviceError {
-        DeviceError::Unavailable {
-            public: "the server cannot complete the request now; try again later".into(),
-            internal: e.to_string(),
+        match e {
+            crate::sessions::SessionError::Full => {
+                DeviceError::TryLater("the server holds too many sessions; try again later".into())
+            }
+            e => DeviceError::Unavailable {
+                public: "the server cannot complete the request now; try again later".into(),
+                internal: e.to_string(),
+            },
         }
     }
 }

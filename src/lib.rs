@@ -10,6 +10,7 @@
 //! - [`events`]: the stored form of device events (limits, flags, named parameters).
 //! - [`updates`]: the update-file directory served by klft (path safety, chunked reads).
 //! - [`error`]: device-side errors and the one mapping to `param-error` codes.
+//! - [`domain`]: admin operations shared by every admin surface.
 //! - [`store`]: persistence behind the [`store::Store`] trait; the only module that writes SQL.
 //! - [`server`]: sockets only — the device listener (TLS, HTTP/1.1, limits) and process wiring.
 //! - [`tls`]: certificates for the device port (configured or self-signed on first start).
@@ -17,6 +18,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod events;
 pub mod server;
@@ -59,6 +61,7 @@ pub struct App {
     pub running: server::Running,
     pub store: Arc<dyn store::Store>,
     pub service: Arc<service::DeviceService>,
+    pub domain: Arc<domain::Domain>,
     sweeper: tokio::task::JoinHandle<()>,
 }
 
@@ -95,7 +98,9 @@ pub async fn start(config: &config::Config) -> anyhow::Result<App> {
         store.clone(),
         config.protocol.shared_sessions,
         config.protocol.expiry(),
+        config.protocol.session_limits(),
     );
+    let domain = Arc::new(domain::Domain::new(store.clone(), sessions.clone()));
     let service = Arc::new(
         service::DeviceService::new(
             store.clone(),
@@ -124,6 +129,7 @@ pub async fn start(config: &config::Config) -> anyhow::Result<App> {
         running,
         store,
         service,
+        domain,
         sweeper,
     })
 }

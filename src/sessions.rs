@@ -133,11 +133,34 @@ impl Expiry {
 pub enum SessionError {
     #[error("session storage failed: {0}")]
     Storage(String),
+    /// The server holds as many sessions as it may: a new one must wait until others end.
+    #[error("the server holds too many sessions")]
+    Full,
+}
+
+/// How many sessions may be live: per device (a new session replaces the device's oldest) and in
+/// all (a new session for a device under its own limit is refused). Together they bound what a
+/// client can make the server hold, however many SessionBegin calls it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    pub per_device: usize,
+    pub total: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            per_device: 4,
+            total: 200_000,
+        }
+    }
 }
 
 /// Where sessions live. `get` returns only live sessions and refreshes their idle timer.
 #[async_trait::async_trait]
 pub trait Sessions: Send + Sync + 'static {
+    /// Adds a session within the [`SessionLimits`]: the device's oldest session makes room if the
+    /// device is at its limit; [`SessionError::Full`] if the server is.
     async fn insert(&self, session: Session) -> Result<(), SessionError>;
     async fn get(&self, id: &str, now: OffsetDateTime) -> Result<Option<Session>, SessionError>;
     /// Stores a session changed by a request (a no-op if it ended meanwhile).
@@ -145,21 +168,33 @@ pub trait Sessions: Send + Sync + 'static {
     async fn remove(&self, id: &str) -> Result<bool, SessionError>;
     /// Drops expired sessions; returns how many.
     async fn sweep(&self, now: OffsetDateTime) -> Result<usize, SessionError>;
+    /// Ends every session of a device (blocked or reset); returns how many.
+    async fn end_device(&self, device: i64) -> Result<usize, SessionError>;
+    /// How many sessions are held (for shared sessions, as of the last count).
+    async fn count(&self) -> Result<usize, SessionError>;
 }
 
 const SHARDS: usize = 16;
 
-/// Sessions in this process's memory, sharded to keep lock hold times short under load.
+/// Sessions in this process's memory, sharded to keep lock hold times short under load. Besides
+/// the sessions by id, it keeps each device's session ids (oldest first) to enforce the per-device
+/// limit, and a count for the total one.
 pub struct MemorySessions {
     expiry: Expiry,
+    limits: SessionLimits,
     shards: Vec<Mutex<HashMap<String, Session>>>,
+    devices: Vec<Mutex<HashMap<i64, Vec<String>>>>,
+    held: std::sync::atomic::AtomicUsize,
 }
 
 impl MemorySessions {
-    pub fn new(expiry: Expiry) -> MemorySessions {
+    pub fn new(expiry: Expiry, limits: SessionLimits) -> MemorySessions {
         MemorySessions {
             expiry,
+            limits,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            devices: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            held: Default::default(),
         }
     }
 
@@ -170,8 +205,32 @@ impl MemorySessions {
         &self.shards[h % SHARDS]
     }
 
+    fn device_shard(&self, device: i64) -> &Mutex<HashMap<i64, Vec<String>>> {
+        &self.devices[device.rem_euclid(SHARDS as i64) as usize]
+    }
+
+    /// Takes the session `id` out of the table by id; the caller updates the device's list.
+    fn take(&self, id: &str) -> Option<Session> {
+        let removed = self.shard(id).lock().unwrap().remove(id);
+        if removed.is_some() {
+            self.held.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// Forgets `id` in the list of `device`.
+    fn unlist(&self, device: i64, id: &str) {
+        let mut devices = self.device_shard(device).lock().unwrap();
+        if let Some(ids) = devices.get_mut(&device) {
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                devices.remove(&device);
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap().len()).sum()
+        self.held.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -182,24 +241,51 @@ impl MemorySessions {
 #[async_trait::async_trait]
 impl Sessions for MemorySessions {
     async fn insert(&self, session: Session) -> Result<(), SessionError> {
+        let device = session.device;
+        let mut devices = self.device_shard(device).lock().unwrap();
+        let ids = devices.entry(device).or_default();
+        // Sessions that expired or ended are no longer in the table.
+        ids.retain(|id| self.shard(id).lock().unwrap().contains_key(id));
+        // At the total, a device may only replace one of its own sessions.
+        let full = self.len() >= self.limits.total;
+        if full && ids.is_empty() {
+            devices.remove(&device);
+            return Err(SessionError::Full);
+        }
+        let keep = if full {
+            ids.len() - 1
+        } else {
+            self.limits.per_device.max(1) - 1
+        };
+        while ids.len() > keep {
+            let oldest = ids.remove(0);
+            self.take(&oldest);
+        }
+        ids.push(session.id.clone());
         self.shard(&session.id)
             .lock()
             .unwrap()
             .insert(session.id.clone(), session);
+        self.held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
     async fn get(&self, id: &str, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
-        let mut shard = self.shard(id).lock().unwrap();
-        let Some(session) = shard.get_mut(id) else {
-            return Ok(None);
+        let expired = {
+            let mut shard = self.shard(id).lock().unwrap();
+            let Some(session) = shard.get_mut(id) else {
+                return Ok(None);
+            };
+            if !self.expiry.expired(session, now) {
+                session.last_used = now;
+                return Ok(Some(session.clone()));
+            }
+            session.device
         };
-        if self.expiry.expired(session, now) {
-            shard.remove(id);
-            return Ok(None);
+        if self.take(id).is_some() {
+            self.unlist(expired, id);
         }
-        session.last_used = now;
-        Ok(Some(session.clone()))
+        Ok(None)
     }
 
     async fn update(&self, session: &Session) -> Result<(), SessionError> {
@@ -210,18 +296,46 @@ impl Sessions for MemorySessions {
     }
 
     async fn remove(&self, id: &str) -> Result<bool, SessionError> {
-        Ok(self.shard(id).lock().unwrap().remove(id).is_some())
+        match self.take(id) {
+            Some(session) => {
+                self.unlist(session.device, id);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     async fn sweep(&self, now: OffsetDateTime) -> Result<usize, SessionError> {
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for shard in &self.shards {
-            let mut shard = shard.lock().unwrap();
-            let before = shard.len();
-            shard.retain(|_, s| !self.expiry.expired(s, now));
-            removed += before - shard.len();
+            shard.lock().unwrap().retain(|id, s| {
+                let expired = self.expiry.expired(s, now);
+                if expired {
+                    removed.push((s.device, id.clone()));
+                }
+                !expired
+            });
         }
-        Ok(removed)
+        self.held
+            .fetch_sub(removed.len(), std::sync::atomic::Ordering::Relaxed);
+        for (device, id) in &removed {
+            self.unlist(*device, id);
+        }
+        Ok(removed.len())
+    }
+
+    async fn end_device(&self, device: i64) -> Result<usize, SessionError> {
+        let ids = self
+            .device_shard(device)
+            .lock()
+            .unwrap()
+            .remove(&device)
+            .unwrap_or_default();
+        Ok(ids.iter().filter(|id| self.take(id).is_some()).count())
+    }
+
+    async fn count(&self) -> Result<usize, SessionError> {
+        Ok(self.len())
     }
 }
 
@@ -233,9 +347,16 @@ impl Sessions for MemorySessions {
 /// on against what that node reads.
 pub struct StoredSessions {
     expiry: Expiry,
+    limits: SessionLimits,
     store: Arc<dyn Store>,
     guards: Mutex<HashMap<String, LocalGuard>>,
+    /// The number of rows as last counted, plus this node's inserts since; recounted every
+    /// [`RECOUNT`] at most, so the total limit costs no query per session.
+    held: Mutex<(std::time::Instant, usize)>,
 }
+
+/// How stale the count of shared sessions may get before an insert counts them again.
+const RECOUNT: Duration = Duration::from_secs(5);
 
 struct LocalGuard {
     created: OffsetDateTime,
@@ -244,12 +365,26 @@ struct LocalGuard {
 }
 
 impl StoredSessions {
-    pub fn new(store: Arc<dyn Store>, expiry: Expiry) -> StoredSessions {
+    pub fn new(store: Arc<dyn Store>, expiry: Expiry, limits: SessionLimits) -> StoredSessions {
         StoredSessions {
             expiry,
+            limits,
             store,
             guards: Mutex::new(HashMap::new()),
+            held: Mutex::new((std::time::Instant::now() - RECOUNT * 2, 0)),
         }
+    }
+
+    /// The number of shared sessions, counted again if the last count is stale.
+    async fn held(&self) -> Result<usize, SessionError> {
+        let (at, n) = *self.held.lock().unwrap();
+        if at.elapsed() < RECOUNT {
+            return Ok(n);
+        }
+        let n = usize::try_from(self.store.session_count().await.map_err(storage)?)
+            .unwrap_or(usize::MAX);
+        *self.held.lock().unwrap() = (std::time::Instant::now(), n);
+        Ok(n)
     }
 
     fn to_stored(session: &Session) -> Result<StoredSession, SessionError> {
@@ -270,10 +405,23 @@ fn storage(e: impl std::fmt::Display) -> SessionError {
 #[async_trait::async_trait]
 impl Sessions for StoredSessions {
     async fn insert(&self, session: Session) -> Result<(), SessionError> {
-        self.store
-            .insert_session(&Self::to_stored(&session)?)
+        // At the total, a device may still replace one of its own sessions: that does not grow
+        // the table. The store trims the device's oldest beyond its limit in the same write.
+        let per_device = self.limits.per_device.max(1);
+        let full = self.held().await? >= self.limits.total;
+        let replaced = self
+            .store
+            .insert_session(&Self::to_stored(&session)?, per_device, !full)
             .await
-            .map_err(storage)
+            .map_err(storage)?;
+        match replaced {
+            None => Err(SessionError::Full),
+            Some(0) => {
+                self.held.lock().unwrap().1 += 1;
+                Ok(())
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     async fn get(&self, id: &str, now: OffsetDateTime) -> Result<Option<Session>, SessionError> {
@@ -336,15 +484,34 @@ impl Sessions for StoredSessions {
             .map_err(storage)?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
+
+    async fn end_device(&self, device: i64) -> Result<usize, SessionError> {
+        let n = self
+            .store
+            .remove_device_sessions(device)
+            .await
+            .map_err(storage)?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    async fn count(&self) -> Result<usize, SessionError> {
+        let n = self.store.session_count().await.map_err(storage)?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
 }
 
 /// The sessions a server uses: in the database when `shared` says so, which by default is when the
 /// database is PostgreSQL (the one several nodes can share); in memory otherwise.
-pub fn for_store(store: Arc<dyn Store>, shared: Option<bool>, expiry: Expiry) -> Arc<dyn Sessions> {
+pub fn for_store(
+    store: Arc<dyn Store>,
+    shared: Option<bool>,
+    expiry: Expiry,
+    limits: SessionLimits,
+) -> Arc<dyn Sessions> {
     if shared.unwrap_or(store.backend() == Backend::Postgres) {
-        Arc::new(StoredSessions::new(store, expiry))
+        Arc::new(StoredSessions::new(store, expiry, limits))
     } else {
-        Arc::new(MemorySessions::new(expiry))
+        Arc::new(MemorySessions::new(expiry, limits))
     }
 }
 
@@ -363,10 +530,13 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_expire_when_idle_or_old() {
-        let sessions = MemorySessions::new(Expiry {
-            idle: Duration::from_secs(10),
-            absolute: Duration::from_secs(25),
-        });
+        let sessions = MemorySessions::new(
+            Expiry {
+                idle: Duration::from_secs(10),
+                absolute: Duration::from_secs(25),
+            },
+            SessionLimits::default(),
+        );
         let t0 = OffsetDateTime::now_utc();
         let s = Session::new(1, "dev", t0);
         let id = s.id.clone();
@@ -388,5 +558,58 @@ mod tests {
         sessions.insert(Session::new(1, "dev", t0)).await.unwrap();
         assert_eq!(sessions.sweep(at(11)).await.unwrap(), 1);
         assert!(sessions.is_empty());
+    }
+
+    #[tokio::test]
+    async fn sessions_are_bounded_per_device_and_in_all() {
+        let sessions = MemorySessions::new(
+            Expiry::default(),
+            SessionLimits {
+                per_device: 3,
+                total: 10,
+            },
+        );
+        let now = OffsetDateTime::now_utc();
+        let mut ids = Vec::new();
+        for _ in 0..1000 {
+            let s = Session::new(1, "flood", now);
+            ids.push(s.id.clone());
+            sessions.insert(s).await.unwrap();
+        }
+        assert_eq!(sessions.len(), 3);
+        assert!(
+            sessions.get(&ids[996], now).await.unwrap().is_none(),
+            "replaced"
+        );
+        for id in &ids[997..] {
+            assert!(
+                sessions.get(id, now).await.unwrap().is_some(),
+                "newest kept"
+            );
+        }
+        for device in 2..=8 {
+            sessions
+                .insert(Session::new(device, "d", now))
+                .await
+                .unwrap();
+        }
+        assert_eq!(sessions.len(), 10);
+        assert!(matches!(
+            sessions.insert(Session::new(9, "d", now)).await,
+            Err(SessionError::Full)
+        ));
+        sessions
+            .insert(Session::new(1, "flood", now))
+            .await
+            .unwrap();
+        assert_eq!(
+            sessions.len(),
+            10,
+            "a device at the total may replace its own"
+        );
+        assert_eq!(sessions.end_device(1).await.unwrap(), 3);
+        assert_eq!(sessions.len(), 7);
+        assert!(sessions.get(&ids[999], now).await.unwrap().is_none());
+        sessions.insert(Session::new(9, "d", now)).await.unwrap();
     }
 }

@@ -94,3 +94,188 @@ async fn devices_behind_a_guessers_address_still_get_in() {
     assert!(started.elapsed() < Duration::from_secs(2));
     server.stop().await;
 }
+
+/// One device opening sessions in a loop holds at most its per-device limit (the newest ones), and
+/// the server as a whole at most its total: a new device is then refused with 1195, while a device
+/// that already holds a session may still replace it.
+#[tokio::test]
+async fn sessions_are_bounded_per_device_and_in_all() {
+    let server = TestServer::start_with(|c| {
+        c.protocol.max_sessions_per_device = 3;
+        c.protocol.max_sessions = 20;
+    })
+    .await;
+    let sessions = server.app.service.sessions().clone();
+    let mut flood = server.device("IMEI-FLOOD", "pw").await;
+    let mut opened = Vec::new();
+    for _ in 0..200 {
+        flood.begin().await.unwrap();
+        opened.push(flood.session.clone());
+    }
+    assert_eq!(sessions.count().await.unwrap(), 3);
+    for (i, id) in opened.iter().enumerate().rev().take(5) {
+        flood.session = id.clone();
+        let (_, error) = flood.heartbeat(None).await;
+        let live = i >= 197;
+        assert_eq!(error.is_none(), live, "session {i}: {error:?}");
+    }
+
+    for i in 0..17 {
+        server
+            .device(&format!("IMEI-B{i}"), "pw")
+            .await
+            .begin()
+            .await
+            .unwrap();
+    }
+    assert_eq!(sessions.count().await.unwrap(), 20);
+    let refused = server
+        .device("IMEI-LATE", "pw")
+        .await
+        .begin()
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, 1195);
+    assert!(
+        refused.message.contains("too many sessions"),
+        "{}",
+        refused.message
+    );
+    let mut known = server.device("IMEI-B0", "pw").await;
+    known.begin().await.unwrap();
+    assert!(known.heartbeat(None).await.1.is_none());
+    assert_eq!(sessions.count().await.unwrap(), 20);
+    server.stop().await;
+}
+
+/// Blocking a device ends the sessions it already holds; only the rightful device (the right
+/// password) is told that it is blocked. A reset ends them too.
+#[tokio::test]
+async fn blocking_or_resetting_a_device_ends_its_sessions() {
+    let server = TestServer::start().await;
+    let mut dev = server.device("IMEI-BL", "right").await;
+    dev.begin().await.unwrap();
+    assert!(dev.heartbeat(None).await.1.is_none());
+    assert!(server
+        .app
+        .domain
+        .set_device_blocked("IMEI-BL", true, "test")
+        .await
+        .unwrap());
+    let (_, error) = dev.heartbeat(None).await;
+    assert_eq!(error.map(|e| e.code), Some(1186), "the session ended");
+
+    let mut guesser = server.device("IMEI-BL", "wrong").await;
+    let refused = guesser.begin().await.unwrap_err();
+    assert_eq!(
+        (refused.code, refused.message.as_str()),
+        (1184, "unknown device or wrong password")
+    );
+    let refused = dev.begin().await.unwrap_err();
+    assert_eq!(
+        (refused.code, refused.message.as_str()),
+        (1184, "the device is blocked")
+    );
+
+    server
+        .app
+        .domain
+        .set_device_blocked("IMEI-BL", false, "test")
+        .await
+        .unwrap();
+    dev.begin().await.unwrap();
+    assert!(server
+        .app
+        .domain
+        .reset_device("IMEI-BL", "test")
+        .await
+        .unwrap());
+    let (_, error) = dev.heartbeat(None).await;
+    assert_eq!(
+        error.map(|e| e.code),
+        Some(1186),
+        "a reset ends sessions too"
+    );
+    server.stop().await;
+}
+
+/// With closed enrolment an unknown device id and a known one with a wrong password get the same
+/// answer: the answers do not reveal which ids exist.
+#[tokio::test]
+async fn closed_enrolment_does_not_reveal_which_ids_exist() {
+    let server = TestServer::start_with(|c| {
+        c.protocol.enrolment = mobile_admin::service::EnrolmentMode::Closed;
+    })
+    .await;
+    server
+        .app
+        .store
+        .register_device("IMEI-REG", "test")
+        .await
+        .unwrap();
+    server.device("IMEI-REG", "pw").await.begin().await.unwrap();
+    let unknown = server
+        .device("IMEI-NOPE", "pw")
+        .await
+        .begin()
+        .await
+        .unwrap_err();
+    let wrong = server
+        .device("IMEI-REG", "bad")
+        .await
+        .begin()
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code, 1184);
+    assert_eq!(
+        (unknown.code, &unknown.message),
+        (wrong.code, &wrong.message)
+    );
+    server.stop().await;
+}
+
+/// Open enrolment is limited per source address: a flood of new ids from one address is refused
+/// with 1195 after the limit, while other addresses and known devices carry on.
+#[tokio::test]
+async fn enrolment_is_limited_per_address() {
+    let server = TestServer::start_with(|c| c.protocol.enrolments_per_address_per_minute = 3).await;
+    for i in 0..3 {
+        server
+            .device_from(&format!("IMEI-E{i}"), "pw", "127.0.0.7")
+            .await
+            .begin()
+            .await
+            .unwrap();
+    }
+    let refused = server
+        .device_from("IMEI-E3", "pw", "127.0.0.7")
+        .await
+        .begin()
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, 1195);
+    assert!(
+        refused.message.contains("try again in"),
+        "{}",
+        refused.message
+    );
+    server
+        .device_from("IMEI-E3", "pw", "127.0.0.8")
+        .await
+        .begin()
+        .await
+        .unwrap();
+    server
+        .device_from("IMEI-E0", "pw", "127.0.0.7")
+        .await
+        .begin()
+        .await
+        .unwrap();
+    let enrolled: i64 = server
+        .sql()
+        .await
+        .scalar("SELECT count(*) FROM devices")
+        .await;
+    assert_eq!(enrolled, 4);
+    server.stop().await;
+}

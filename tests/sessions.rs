@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use mobile_admin::sessions::{
-    Awaiting, Expiry, ReportedHashes, Session, Sessions, StoredSessions, SyncRun,
+    Awaiting, Expiry, ReportedHashes, Session, SessionLimits, Sessions, StoredSessions, SyncRun,
 };
 use mobile_admin::sync::{Known, Progress, Step};
 use time::OffsetDateTime;
@@ -23,6 +23,7 @@ async fn stored_sessions_expire_like_memory_ones_and_are_swept() {
             idle: Duration::from_secs(10),
             absolute: Duration::from_secs(25),
         },
+        SessionLimits::default(),
     );
     // Whole seconds: PostgreSQL keeps microseconds, and the test compares what comes back.
     let t0 =
@@ -127,7 +128,12 @@ async fn sessions_live_in_the_database_when_shared_and_by_default_on_postgres() 
         (Some(true), true),
         (Some(false), false),
     ] {
-        let sessions = mobile_admin::sessions::for_store(store.clone(), setting, Expiry::default());
+        let sessions = mobile_admin::sessions::for_store(
+            store.clone(),
+            setting,
+            Expiry::default(),
+            SessionLimits::default(),
+        );
         let s = Session::new(device, "IMEI-S2", OffsetDateTime::now_utc());
         let id = s.id.clone();
         sessions.insert(s).await.unwrap();

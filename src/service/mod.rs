@@ -48,6 +48,11 @@ pub struct ProtocolConfig {
     pub enrolment: EnrolmentMode,
     pub session_idle_secs: u64,
     pub session_lifetime_secs: u64,
+    /// Live sessions per device; a new session replaces the device's oldest beyond this.
+    pub max_sessions_per_device: usize,
+    /// Live sessions in all (about 1 KiB of memory each when kept in memory); beyond this a new
+    /// session is refused with 1195 unless it replaces one of its device's own.
+    pub max_sessions: usize,
     /// Most commands the server sends in one session before it answers SRV_NO_COMMANDS.
     pub max_commands_per_session: u32,
     /// Most events one PutEvents call may carry; larger calls are refused whole.
@@ -80,6 +85,8 @@ impl Default for ProtocolConfig {
             enrolment: EnrolmentMode::Open,
             session_idle_secs: 600,
             session_lifetime_secs: 3600,
+            max_sessions_per_device: 4,
+            max_sessions: 200_000,
             max_commands_per_session: 16,
             max_events_per_call: 100,
             max_chunk_bytes: 32768,
@@ -100,6 +107,13 @@ impl ProtocolConfig {
         crate::sessions::Expiry {
             idle: std::time::Duration::from_secs(self.session_idle_secs),
             absolute: std::time::Duration::from_secs(self.session_lifetime_secs),
+        }
+    }
+
+    pub fn session_limits(&self) -> crate::sessions::SessionLimits {
+        crate::sessions::SessionLimits {
+            per_device: self.max_sessions_per_device,
+            total: self.max_sessions,
         }
     }
 
@@ -168,6 +182,10 @@ impl DeviceService {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn sessions(&self) -> &Arc<dyn Sessions> {
+        &self.sessions
     }
 
     /// One request: bytes in, status and bytes out.

@@ -139,7 +139,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
 
     // --- sessions shared between server nodes ---
-    async fn insert_session(&self, session: &StoredSession) -> Result<()>;
+    /// Inserts a session and deletes the device's oldest ones beyond `per_device`, in one write.
+    /// Unless `may_grow`, the session must replace one of the device's own: with none to replace,
+    /// nothing is written and `None` returned. Otherwise returns how many sessions were replaced.
+    async fn insert_session(
+        &self,
+        session: &StoredSession,
+        per_device: usize,
+        may_grow: bool,
+    ) -> Result<Option<u64>>;
+    /// Deletes every session of a device; returns how many.
+    async fn remove_device_sessions(&self, device: i64) -> Result<u64>;
+    async fn session_count(&self) -> Result<u64>;
     /// The session `id` if it is live by `cutoff`, its last use moved to `now`; an expired one is
     /// deleted and `None` returned.
     async fn touch_session(
@@ -167,6 +178,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         input: &mut (dyn Iterator<Item = Result<dump::Record>> + Send),
     ) -> Result<u64>;
+}
+
+/// How many of a device's `existing` sessions a new one leaves in place (see
+/// [`Store::insert_session`]); `None` when the new session may not be added at all.
+pub(crate) fn sessions_to_keep(existing: i64, per_device: usize, may_grow: bool) -> Option<i64> {
+    let per_device = i64::try_from(per_device.max(1)).unwrap_or(i64::MAX);
+    match (may_grow, existing) {
+        (true, _) => Some(per_device - 1),
+        (false, 0) => None,
+        (false, n) => Some(n.min(per_device) - 1),
+    }
 }
 
 /// Which backend a database URL names.

@@ -1124,7 +1124,30 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn insert_session(&self, session: &StoredSession) -> Result<()> {
+    async fn insert_session(
+        &self,
+        session: &StoredSession,
+        per_device: usize,
+        may_grow: bool,
+    ) -> Result<Option<u64>> {
+        let mut tx = self.sessions.begin().await?;
+        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE device = $1")
+            .bind(session.device)
+            .fetch_one(&mut *tx)
+            .await?;
+        let Some(keep) = sessions_to_keep(existing, per_device, may_grow) else {
+            return Ok(None);
+        };
+        let replaced = sqlx::query(
+            "DELETE FROM sessions WHERE device = $1 AND id NOT IN
+                 (SELECT id FROM sessions WHERE device = $1
+                  ORDER BY created_at DESC, id DESC LIMIT $2)",
+        )
+        .bind(session.device)
+        .bind(keep)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         sqlx::query(
             "INSERT INTO sessions (id, device, created_at, last_used_at, data)
              VALUES ($1, $2, $3, $4, $5)",
@@ -1134,9 +1157,25 @@ impl Store for PgStore {
         .bind(session.created)
         .bind(session.last_used)
         .bind(Json(&session.data))
-        .execute(&self.sessions)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(Some(replaced))
+    }
+
+    async fn remove_device_sessions(&self, device: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE device = $1")
+            .bind(device)
+            .execute(&self.sessions)
+            .await?
+            .rows_affected())
+    }
+
+    async fn session_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+            .fetch_one(&self.sessions)
+            .await?;
+        Ok(n.max(0) as u64)
     }
 
     async fn touch_session(

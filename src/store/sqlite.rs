@@ -1401,10 +1401,33 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_session(&self, session: &StoredSession) -> Result<()> {
+    async fn insert_session(
+        &self,
+        session: &StoredSession,
+        per_device: usize,
+        may_grow: bool,
+    ) -> Result<Option<u64>> {
         let s = session.clone();
         self.write(move |conn| {
             Box::pin(async move {
+                let existing: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM sessions WHERE device = ?")
+                        .bind(s.device)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                let Some(keep) = sessions_to_keep(existing, per_device, may_grow) else {
+                    return Ok(None);
+                };
+                let replaced = sqlx::query(
+                    "DELETE FROM sessions WHERE device = ?1 AND id NOT IN
+                         (SELECT id FROM sessions WHERE device = ?1
+                          ORDER BY julianday(created_at) DESC, id DESC LIMIT ?2)",
+                )
+                .bind(s.device)
+                .bind(keep)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
                 sqlx::query(
                     "INSERT INTO sessions (id, device, created_at, last_used_at, data)
                      VALUES (?, ?, ?, ?, ?)",
@@ -1414,12 +1437,32 @@ impl Store for SqliteStore {
                 .bind(ts(s.created))
                 .bind(ts(s.last_used))
                 .bind(s.data.to_string())
-                .execute(conn)
+                .execute(&mut *conn)
                 .await?;
-                Ok(())
+                Ok(Some(replaced))
             })
         })
         .await
+    }
+
+    async fn remove_device_sessions(&self, device: i64) -> Result<u64> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                Ok(sqlx::query("DELETE FROM sessions WHERE device = ?")
+                    .bind(device)
+                    .execute(conn)
+                    .await?
+                    .rows_affected())
+            })
+        })
+        .await
+    }
+
+    async fn session_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
     }
 
     async fn touch_session(
