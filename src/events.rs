@@ -107,19 +107,53 @@ fn named(event_type: Option<&str>, par: &[Option<String>; 9]) -> Named {
     n
 }
 
+fn escape_body(b: &mut crate::soap::EventBody) {
+    use crate::text::escape_opt;
+    for field in [
+        &mut b.product_name,
+        &mut b.product_version,
+        &mut b.event_type,
+        &mut b.event_type_display_name,
+        &mut b.descr,
+    ] {
+        escape_opt(field);
+    }
+    for p in &mut b.par {
+        escape_opt(p);
+    }
+}
+
 /// The id of an event that came without one: derived from its content, so that a resend of the
 /// same event is still recognised as a duplicate.
 fn derived_id(body: &crate::soap::EventBody) -> String {
     format!("derived:{}", hex::encode(crate::sync::policy::digest(body)))
 }
 
+/// An event id longer than [`MAX_EVENT_ID`] characters, stored in that many: its beginning, then
+/// `~sha256:` and the hash of the whole id. Two ids that differ anywhere stay two events; cutting
+/// them to their first characters would acknowledge the second and store only the first.
+fn long_id(id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = hex::encode(Sha256::digest(id.as_bytes()));
+    let keep = MAX_EVENT_ID - "~sha256:".len() - hash.len();
+    let head: String = id.chars().take(keep).collect();
+    format!("{head}~sha256:{hash}")
+}
+
 /// The stored form of one received event.
-pub fn normalize(event: EventInfo) -> StoredEvent {
+pub fn normalize(mut event: EventInfo) -> StoredEvent {
     let mut cut = false;
+    // No control characters reach storage (see `crate::text`); the escaping happens before the
+    // limits, so an escaped field is cut like any other.
+    crate::text::escape_in_place(&mut event.event_id);
+    escape_body(&mut event.body);
     let event_id = if event.event_id.is_empty() {
         derived_id(&event.body)
+    } else if event.event_id.chars().nth(MAX_EVENT_ID).is_some() {
+        cut = true;
+        long_id(&event.event_id)
     } else {
-        limit(event.event_id, MAX_EVENT_ID, &mut cut)
+        event.event_id
     };
     let b = event.body;
     let lim = |s: Option<String>, max: usize, cut: &mut bool| s.map(|s| limit(s, max, cut));
@@ -242,6 +276,44 @@ mod tests {
         let e = normalize(ev);
         assert!(e.truncated);
         assert_eq!(e.event_type.unwrap().len(), MAX_EVENT_TYPE);
-        assert_eq!(e.event_id.len(), MAX_EVENT_ID);
+        assert_eq!(e.event_id.chars().count(), MAX_EVENT_ID);
+    }
+
+    #[test]
+    fn long_ids_that_share_a_beginning_stay_distinct() {
+        let stem = "x".repeat(MAX_EVENT_ID);
+        let mut a = event("T", &[]);
+        a.event_id = format!("{stem}A");
+        let mut b = a.clone();
+        b.event_id = format!("{stem}B");
+        let (a, b) = (normalize(a), normalize(b));
+        assert_ne!(a.event_id, b.event_id);
+        assert_eq!(a.event_id.chars().count(), MAX_EVENT_ID);
+        assert!(a.event_id.starts_with("xxx") && a.truncated);
+        let mut exact = event("T", &[]);
+        exact.event_id = stem.clone();
+        assert_eq!(
+            normalize(exact).event_id,
+            stem,
+            "at the limit it is kept as is"
+        );
+        let mut wide = event("T", &[]);
+        wide.event_id = "я".repeat(400);
+        assert_eq!(normalize(wide).event_id.chars().count(), MAX_EVENT_ID);
+    }
+
+    #[test]
+    fn control_characters_are_escaped_before_storage() {
+        let mut ev = event("T", &[(1, "a\u{7}b")]);
+        ev.event_id = "id\n\u{1b}[2J".into();
+        ev.body.descr = Some("line one\nline two".into());
+        let e = normalize(ev);
+        assert_eq!(e.event_id, "id\n\\u{1b}[2J");
+        assert_eq!(e.par[0].as_deref(), Some("a\\u{7}b"));
+        assert_eq!(
+            e.descr.as_deref(),
+            Some("line one\nline two"),
+            "newlines are kept"
+        );
     }
 }

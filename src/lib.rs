@@ -8,6 +8,7 @@
 //! - [`sessions`]: device sessions and their expiry, behind a trait.
 //! - [`auth`]: device credential hashing and login throttling.
 //! - [`events`]: the stored form of device events (limits, flags, named parameters).
+//! - [`text`]: control characters in device text, escaped for storage and logs.
 //! - [`updates`]: the update-file directory served by klft (path safety, chunked reads).
 //! - [`error`]: device-side errors and the one mapping to `param-error` codes.
 //! - [`domain`]: admin operations shared by every admin surface.
@@ -28,6 +29,7 @@ pub mod sim;
 pub mod soap;
 pub mod store;
 pub mod sync;
+pub mod text;
 pub mod tls;
 pub mod transfer;
 pub mod updates;

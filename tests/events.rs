@@ -248,3 +248,30 @@ async fn acknowledged_events_survive_a_kill() {
     );
     app.stop().await;
 }
+
+/// Two event ids that share their first 256 characters are two events: both are acknowledged and
+/// both are stored, and a resend of either stores nothing more.
+#[tokio::test]
+async fn long_event_ids_that_share_a_beginning_are_both_stored() {
+    let server = TestServer::start().await;
+    let mut dev = server.device("IMEI-LONG", "pw").await;
+    dev.begin().await.unwrap();
+    let stem = "e".repeat(300);
+    let mut a = event(1, "APP_EVENT");
+    a.event_id = format!("{stem}-first");
+    let mut b = event(2, "APP_EVENT");
+    b.event_id = format!("{stem}-second");
+    assert!(dev.put_events(vec![a.clone()]).await.is_none());
+    assert!(dev.put_events(vec![b.clone()]).await.is_none());
+    assert!(dev.put_events(vec![a, b]).await.is_none(), "a resend");
+    let db = server.sql().await;
+    let rows: Vec<(String, String, i64)> = db
+        .fetch_all("SELECT event_id, descr, truncated FROM events ORDER BY descr")
+        .await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].1, "event number 1");
+    assert_eq!(rows[1].1, "event number 2");
+    assert_ne!(rows[0].0, rows[1].0);
+    assert!(rows.iter().all(|r| r.0.chars().count() == 256 && r.2 == 1));
+    server.stop().await;
+}

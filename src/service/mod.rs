@@ -193,7 +193,7 @@ impl DeviceService {
         let decoded = match soap::decode_request(body, &self.limits) {
             Ok(decoded) => decoded,
             Err(fault) => {
-                warn!(%peer, reason = %fault.reason, "SOAP fault");
+                warn!(%peer, reason = %fault.reason.escape_debug(), "SOAP fault");
                 let ctx = MessageContext::default();
                 return (
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -210,7 +210,7 @@ impl DeviceService {
             }
             Decoded::Invalid { ctx, op, error } => {
                 let e = DeviceError::from_codec(op, &error);
-                warn!(%peer, op = op.wire_name(), error = %error, "invalid request");
+                warn!(%peer, op = op.wire_name(), error = %error.to_string().escape_debug(), "invalid request");
                 (ctx, Response::error_reply(op, e.to_param_error()))
             }
         };
@@ -261,7 +261,7 @@ impl DeviceService {
                 }
                 // Logged once where the limit was hit.
                 DeviceError::TryLater(_) => {}
-                other => debug!(error = %other, code = other.code(), "request refused"),
+                other => debug!(error = %other.to_string().escape_debug(), code = other.code(), "request refused"),
             }
             Response::error_reply(op, e.to_param_error())
         })

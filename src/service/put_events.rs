@@ -32,7 +32,7 @@ impl DeviceService {
             .iter()
             .filter(|e| e.truncated || !e.odd_fields.is_empty())
         {
-            warn!(device = %session.device_id, event_id = %e.event_id, truncated = e.truncated,
+            warn!(device = %session.device_id, event_id = %e.event_id.escape_debug(), truncated = e.truncated,
                   odd_fields = ?e.odd_fields, "event kept with adjusted fields");
         }
         let seen = Seen {

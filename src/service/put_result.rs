@@ -6,7 +6,7 @@ use tracing::{info, warn};
 use super::DeviceService;
 use crate::error::DeviceError;
 use crate::sessions::{Awaiting, Session};
-use crate::soap::{CmdData, Command, Response};
+use crate::soap::{AppInfo, CmdData, Command, ParamError, Response};
 use crate::store::SyncResult;
 use crate::sync::NO_COMMANDS;
 
@@ -22,6 +22,49 @@ fn valid_hash(hash: &[u8]) -> Result<(), DeviceError> {
     }
 }
 
+/// Control characters in what a device reports never reach storage (see [`crate::text`]).
+fn escape_app_info(info: &mut AppInfo) {
+    use crate::text::{escape_in_place, escape_opt};
+    let p = &mut info.prod_info;
+    for text in [
+        &mut p.product_name,
+        &mut p.product_version,
+        &mut p.display_name,
+        &mut p.prod_version,
+        &mut info.dev_info.presumed_name,
+        &mut info.dev_info.presumed_group,
+    ] {
+        escape_in_place(text);
+    }
+    let d = &mut info.dev_info;
+    for text in [
+        &mut d.os_manufacturer,
+        &mut d.os_name,
+        &mut d.os_ver,
+        &mut d.processor_family,
+        &mut d.system_name,
+        &mut d.system_type,
+    ] {
+        escape_opt(text);
+    }
+    let l = &mut info.license_info;
+    for key in [&mut l.key_current, &mut l.key_next].into_iter().flatten() {
+        for text in [
+            &mut key.key_serial,
+            &mut key.key_maj_ver,
+            &mut key.key_prod_name,
+        ] {
+            escape_in_place(text);
+        }
+    }
+}
+
+fn escape_param_error(e: &mut ParamError) {
+    for text in [&mut e.module, &mut e.file, &mut e.message] {
+        crate::text::escape_in_place(text);
+    }
+}
+
 /// The persisted form of `data` as the result of `awaiting`, or why it is not acceptable.
 fn to_result(awaiting: &Awaiting, data: Option<CmdData>) -> Result<SyncResult, DeviceError> {
     let command = awaiting.step().code();
@@ -32,9 +75,13 @@ fn to_result(awaiting: &Awaiting, data: Option<CmdData>) -> Result<SyncResult, D
         _ => "aklwngt:CmdHash",
     };
     Ok(match (awaiting, data) {
-        (_, Some(CmdData::Error(error))) => SyncResult::Failed { command, error },
-        (Awaiting::AppInfo, Some(CmdData::AppInfo(info))) => {
+        (_, Some(CmdData::Error(mut error))) => {
+            escape_param_error(&mut error);
+            SyncResult::Failed { command, error }
+        }
+        (Awaiting::AppInfo, Some(CmdData::AppInfo(mut info))) => {
             valid_hash(&info.hash)?;
+            escape_app_info(&mut info);
             SyncResult::AppInfo(info)
         }
         (Awaiting::AppState, Some(CmdData::AppState(state))) => {
@@ -158,7 +205,7 @@ impl DeviceService {
                 known.subs_digest = Some(digest);
             }
             SyncResult::Failed { command, error } => {
-                info!(device = %session.device_id, command, code = error.code, message = %error.message,
+                info!(device = %session.device_id, command, code = error.code, message = %error.message.escape_debug(),
                       "device answered a command with an error; retried next session");
             }
         }
