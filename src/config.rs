@@ -17,6 +17,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where devices connect (TLS unless `device_plain_http`).
     pub device_listen: SocketAddr,
+    /// `HOST[:PORT]` devices reach the device port at, written into the WSDL's service address when
+    /// a request's `Host` header is not a plain host name or address. Empty: the address in `wsdl/`.
+    pub device_public_address: Option<String>,
     /// `sqlite://...` or `postgres://...`; empty means the SQLite file in the data directory.
     pub database_url: String,
     /// PEM certificate chain and key; both empty means a self-signed certificate kept in the data directory.
@@ -56,6 +59,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./data"),
             device_listen: SocketAddr::from(([0, 0, 0, 0], 13292)),
+            device_public_address: None,
             database_url: String::new(),
             tls_cert: None,
             tls_key: None,
@@ -159,6 +163,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
             .field("device_listen", &self.device_listen)
+            .field("device_public_address", &self.device_public_address)
             .field("database_url", &redact_url(&self.database_url))
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)

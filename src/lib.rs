@@ -113,6 +113,7 @@ pub async fn start(config: &config::Config) -> anyhow::Result<App> {
         )
         .with_documents(service::Documents {
             files: DOCUMENTS.to_vec(),
+            public_address: config.device_public_address.clone(),
         }),
     );
     let sweeper = tokio::spawn(async move {

@@ -139,6 +139,39 @@ async fn the_served_wsdl_and_schemas_are_the_files_in_wsdl() {
     server.stop().await;
 }
 
+/// The WSDL's service address takes the client's Host header only when it is a host name or an
+/// address (with a port); anything else falls back to the configured public address, so a crafted
+/// Host cannot put markup into the document.
+#[tokio::test]
+async fn the_wsdl_address_is_a_valid_host_or_the_configured_one() {
+    let server = TestServer::start_with(|c| {
+        c.device_public_address = Some("mdm.example.com:13292".into());
+    })
+    .await;
+    let mut conn = Connection::open(&server.connector, server.addr()).await;
+    let address = |wsdl: &[u8]| {
+        let wsdl = std::str::from_utf8(wsdl).unwrap();
+        let marker = "soap:address location=\"";
+        let at = wsdl.find(marker).unwrap() + marker.len();
+        wsdl[at..at + wsdl[at..].find('"').unwrap()].to_string()
+    };
+    for (host, expected) in [
+        (
+            "devices.example.org:8443",
+            "https://devices.example.org:8443/",
+        ),
+        ("[2001:db8::1]:13292", "https://[2001:db8::1]:13292/"),
+        ("evil\"/><x:y/><a b=\"", "https://mdm.example.com:13292/"),
+        ("a.example<b>", "https://mdm.example.com:13292/"),
+    ] {
+        let (status, wsdl) = conn.request_to(host, "GET", "/wsdl", "").await;
+        assert_eq!(status, 200, "{host}");
+        assert_eq!(address(&wsdl), expected, "{host}");
+        assert!(!String::from_utf8_lossy(&wsdl).contains("<x:y/>"));
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn every_response_the_server_produces_validates_against_the_wsdl() {
     require_xmllint().unwrap();

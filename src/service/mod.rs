@@ -145,6 +145,47 @@ pub struct DeviceService {
 #[derive(Default, Clone)]
 pub struct Documents {
     pub files: Vec<(&'static str, &'static str, &'static str)>,
+    /// `HOST[:PORT]` devices reach the server at, for the WSDL's service address when the
+    /// request's `Host` header is not a plain host name or address.
+    pub public_address: Option<String>,
+}
+
+/// The address the WSDL in `wsdl/` names, replaced by the one clients reach.
+const WSDL_ADDRESS: &str = "https://localhost:13292/";
+
+/// Whether `host` is a host name, an IPv4 address or a bracketed IPv6 address, with an optional
+/// port: nothing that could break out of the attribute it is written into.
+pub fn valid_host(host: &str) -> bool {
+    let port_ok = |port: Option<&str>| port.is_none_or(|p| p.parse::<u16>().is_ok());
+    if let Some(bracketed) = host.strip_prefix('[') {
+        let Some((v6, rest)) = bracketed.split_once(']') else {
+            return false;
+        };
+        let port = match rest {
+            "" => None,
+            _ => match rest.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => return false,
+            },
+        };
+        return v6.parse::<std::net::Ipv6Addr>().is_ok() && port_ok(port);
+    }
+    let (name, port) = match host.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    port_ok(port)
+        && !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 impl DeviceService {
@@ -276,6 +317,42 @@ impl DeviceService {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::valid_host;
+
+    #[test]
+    fn hosts_are_names_or_addresses_with_an_optional_port() {
+        for good in [
+            "localhost",
+            "mdm.example.com",
+            "mdm.example.com:8443",
+            "192.0.2.7",
+            "192.0.2.7:13292",
+            "[::1]",
+            "[2001:db8::1]:13292",
+            "a-b.c1",
+        ] {
+            assert!(valid_host(good), "{good}");
+        }
+        for bad in [
+            "",
+            "evil\"><x/>",
+            "host:port",
+            "host:99999",
+            "-lead.example",
+            "a..b",
+            "[::1",
+            "::1",
+            "exa mple.com",
+            "host/path",
+            "user@host",
+        ] {
+            assert!(!valid_host(bad), "{bad}");
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl DeviceHandler for DeviceService {
     async fn post(&self, body: Bytes, peer: SocketAddr) -> Reply {
@@ -289,11 +366,17 @@ impl DeviceHandler for DeviceService {
             self.documents.files.iter().find(|(file, _, _)| {
                 *file == name || (name == "wsdl" && file.ends_with(".wsdl"))
             })?;
-        let text = match host {
-            // Point the service address at the host the client used to fetch the WSDL.
-            Some(host) if name == "wsdl" || name.ends_with(".wsdl") => {
-                text.replace("https://localhost:13292/", &format!("https://{host}/"))
-            }
+        let is_wsdl = name == "wsdl" || name.ends_with(".wsdl");
+        // Point the service address at the host the client used to fetch the WSDL, if it is one;
+        // otherwise at the configured public address.
+        let address = host
+            .filter(|h| valid_host(h))
+            .or(self.documents.public_address.as_deref());
+        let text = match address {
+            Some(address) if is_wsdl => text.replace(
+                WSDL_ADDRESS,
+                &crate::soap::escape_attribute(&format!("https://{address}/")),
+            ),
             _ => text.to_string(),
         };
         Some(Reply {

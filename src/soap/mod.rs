@@ -485,6 +485,13 @@ fn write_envelope(
 }
 
 /// Encodes a response (server side). Success replies carry no `oError`.
+/// `s` escaped for a double-quoted XML attribute value.
+pub fn escape_attribute(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    writer::escape_into(&mut out, s);
+    out.replace('"', "&quot;")
+}
+
 pub fn encode_response(ctx: &MessageContext, resp: &Response) -> Vec<u8> {
     write_envelope(ctx, false, 1024, |w| {
         let name = resp.operation().response_name();

@@ -110,10 +110,21 @@ impl Connection {
         path: &str,
         body: impl Into<Bytes>,
     ) -> (StatusCode, Bytes) {
+        self.request_to("localhost", method, path, body).await
+    }
+
+    /// A request with `host` as its Host header.
+    pub async fn request_to(
+        &mut self,
+        host: &str,
+        method: &str,
+        path: &str,
+        body: impl Into<Bytes>,
+    ) -> (StatusCode, Bytes) {
         let req = hyper::Request::builder()
             .method(method)
             .uri(path)
-            .header("host", "localhost")
+            .header("host", host)
             .header("content-type", "text/xml; charset=utf-8")
             .header("soapaction", "\"\"")
             .body(Full::new(body.into()))
