@@ -248,3 +248,27 @@ fn the_example_configuration_names_every_setting_and_loads_to_the_defaults() {
         );
     }
 }
+
+/// The SQLite database holds every device's credential hash: it and its write-ahead log are
+/// readable by the server's user alone, like the key and the secret.
+#[tokio::test]
+async fn the_sqlite_database_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TestDir::sqlite();
+    let config = dir.config();
+    let server = TestServer::start_in(dir, config).await;
+    let data = server.config.data_dir.clone();
+    let db = data.join("mobile-admin.db");
+    let mut dev = server.device("IMEI-P1", "pw").await;
+    dev.begin().await.unwrap();
+    for file in [
+        db.clone(),
+        data.join("mobile-admin.db-wal"),
+        data.join("mobile-admin.db-shm"),
+        data.join("secret.key"),
+    ] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+    server.stop().await;
+}

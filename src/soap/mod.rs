@@ -296,9 +296,16 @@ fn read_envelope<'a, T>(
                     return Err(ReadError::Xml("empty SOAP Body".into()));
                 };
                 payload = Some(on_payload(r, &first)?);
-                while let Some(other) = r.next_child()? {
-                    r.skip(&other)?;
+                // Running the first operation and ignoring the rest would leave the sender
+                // believing they all ran.
+                if r.next_child()?.is_some() {
+                    return Err(ReadError::Xml(
+                        "more than one operation in the SOAP Body".into(),
+                    ));
                 }
+            }
+            (Space::SoapEnv, "Body", Some(_)) => {
+                return Err(ReadError::Xml("more than one SOAP Body".into()))
             }
             _ => r.skip(&c)?,
         }

@@ -173,6 +173,25 @@ fn envelope_problems_are_faults() {
         "{ENV}<SessionEnd xmlns=\"urn:other\"><szSessionId>a</szSessionId></SessionEnd>{END}"
     );
     assert_eq!(fault(&foreign), "unknown operation `SessionEnd`");
+    // One operation per message: a second one, or a second Body, is not silently dropped.
+    let end = "<aklwngt:SessionEnd><szSessionId>a</szSessionId></aklwngt:SessionEnd>";
+    assert_eq!(
+        fault(&format!("{ENV}{end}{end}{END}")),
+        "more than one operation in the SOAP Body"
+    );
+    assert_eq!(
+        fault(&format!(
+            "{ENV}{end}</SOAP-ENV:Body><SOAP-ENV:Body>{end}{END}"
+        )),
+        "more than one SOAP Body"
+    );
+    let bad_then_other = format!(
+        "{ENV}<aklwngt:SessionEnd><szSessionId>a</szSessionId><szSessionId>b</szSessionId></aklwngt:SessionEnd>{end}{END}"
+    );
+    assert_eq!(
+        fault(&bad_then_other),
+        "more than one operation in the SOAP Body"
+    );
 }
 
 #[test]

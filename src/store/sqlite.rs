@@ -85,6 +85,7 @@ impl SqliteStore {
                 std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
             }
         }
+        create_private(options.get_filename()).map_err(sqlx::Error::Io)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
@@ -180,6 +181,26 @@ impl SqliteStore {
             })
         })
         .await
+    }
+}
+
+/// Creates the database file, if missing, readable by its owner alone: it holds every device's
+/// credential hash. SQLite gives its `-wal` and `-shm` files the same mode as the database.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
