@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::xmllint::{require_xmllint, validate_envelope};
+use common::xmllint::{
+    normalise, require_xmllint, strict_envelope_schema, validate_envelope, validate_with_schema,
+};
 use common::*;
 use mobile_admin::soap::{CmdData, Command, Request, Value};
 use mobile_admin::store::ROOT_GROUP;
@@ -271,6 +273,14 @@ async fn every_response_the_server_produces_validates_against_the_wsdl() {
         .await,
     );
     send(
+        "GetFileInfo missing",
+        dev.call_raw(&Request::GetFileInfo {
+            session_id: sid.clone(),
+            file_name: "no-such-file".into(),
+        })
+        .await,
+    );
+    send(
         "GetNextFileChunk",
         dev.call_raw(&Request::GetNextFileChunk {
             session_id: sid.clone(),
@@ -320,14 +330,22 @@ async fn every_response_the_server_produces_validates_against_the_wsdl() {
         .replace("Qm9vdHN0cmFwU2Vzc2lvbg", "no-such-session");
     send("Heartbeat old style", dev.conn.post(legacy).await);
 
+    // Every reply validates against the published schemas, and against the original, stricter
+    // ones that clients generated in strict mode enforce.
+    let strict_dir = tempfile::tempdir().unwrap();
+    let strict = strict_envelope_schema(strict_dir.path());
     let mut failures = Vec::new();
     for (name, xml) in &replies {
         let xml = String::from_utf8(xml.clone()).unwrap();
         if let Err(e) = validate_envelope(&xml) {
             failures.push(format!("{name}: {e}\n{xml}"));
         }
+        let strict_result = normalise(&xml).and_then(|n| validate_with_schema(&strict, &n));
+        if let Err(e) = strict_result {
+            failures.push(format!("{name} (strict): {e}\n{xml}"));
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    assert!(replies.len() >= 17, "{}", replies.len());
+    assert!(replies.len() >= 18, "{}", replies.len());
     server.stop().await;
 }

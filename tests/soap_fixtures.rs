@@ -172,6 +172,7 @@ fixtures! {
     fault_malformed,
     fault_missing_body,
     fault_doctype,
+    fault_two_operations,
 }
 
 /// Every file in the fixture directory belongs to a listed fixture.

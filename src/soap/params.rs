@@ -220,11 +220,18 @@ fn read_scalar<'a>(r: &mut Reader<'a>, data: &Elem<'a>) -> Res<Value> {
     })
 }
 
-/// `<name xsi:type="param:params"><node>...</node></name>`
+/// `<name xsi:type="param:params"><node>...</node><checksum>0</checksum><binfmt/></name>`
 pub(crate) fn write_params(w: &mut Writer, name: &str, params: &Params) {
     w.open_typed(name, "param:params");
-    write_node(w, params);
+    write_container(w, params);
     w.close(name);
+}
+
+/// The content of a container: its entries, then `checksum` and `binfmt`, which carry nothing but
+/// which clients generated from the original schema in strict mode require in every container.
+fn write_container(w: &mut Writer, params: &Params) {
+    write_node(w, params);
+    w.raw("<checksum>0</checksum><binfmt/>");
 }
 
 fn write_node(w: &mut Writer, params: &Params) {
@@ -283,7 +290,7 @@ fn write_value(w: &mut Writer, value: &Value) {
         }
         Value::Params(p) => {
             w.open_typed("data", "param:params");
-            write_node(w, p);
+            write_container(w, p);
         }
         Value::Array(items) => {
             w.open_typed("data", "param:arrayvalue");

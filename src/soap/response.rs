@@ -56,7 +56,8 @@ pub enum Response {
 
 impl Response {
     /// The error form of `op`'s response: no command (`SRV_NO_COMMANDS`), no data, an empty
-    /// session id with version 0 for `SessionBegin`, and `e` as `oError`.
+    /// session id with version 0 for `SessionBegin`, a zero `info` for `klft-GetFileInfo` (which
+    /// strict clients require), and `e` as `oError`.
     pub fn error_reply(op: Operation, e: ParamError) -> Response {
         let error = Some(e);
         match op {
@@ -74,7 +75,10 @@ impl Response {
                 error,
             },
             Operation::PutEvents => Response::PutEvents { error },
-            Operation::GetFileInfo => Response::GetFileInfo { info: None, error },
+            Operation::GetFileInfo => Response::GetFileInfo {
+                info: Some(FileInfo::zero()),
+                error,
+            },
             Operation::GetNextFileChunk => Response::GetNextFileChunk { chunk: None, error },
             Operation::SessionEnd => Response::SessionEnd { error },
         }

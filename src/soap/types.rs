@@ -283,6 +283,20 @@ pub struct FileInfo {
     pub full_file_size: u64,
 }
 
+impl FileInfo {
+    /// The `info` of an error reply: every field zero. Clients generated from the original schema
+    /// in strict mode require `info` even when `oError` says there is none.
+    pub fn zero() -> FileInfo {
+        FileInfo {
+            file_name: String::new(),
+            is_dir: false,
+            read_permission: false,
+            create_time: OffsetDateTime::UNIX_EPOCH,
+            full_file_size: 0,
+        }
+    }
+}
+
 /// `klft-file-chunk-t`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileChunk {

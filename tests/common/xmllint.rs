@@ -173,6 +173,39 @@ pub fn validate_envelope(xml: &str) -> Result<(), String> {
     validate_with_schema(&envelope_schema(), &normalised)
 }
 
+/// The envelope schema of [`envelope_schema`], written into `dir` over copies of the WSDL's schemas
+/// made as strict as the protocol's original 2007 schema, which clients generated in strict mode
+/// (gSOAP's `SOAP_XML_STRICT`) enforce: every `param:params` container has `checksum` and `binfmt`
+/// after `node`, and a `klft-GetFileInfo` reply always has `info`. Returns its path.
+pub fn strict_envelope_schema(dir: &Path) -> PathBuf {
+    let wsdl = repo_root().join("wsdl");
+    let edit = |file: &str, from: &str, to: &str| {
+        let text = std::fs::read_to_string(wsdl.join(file)).unwrap();
+        assert!(text.contains(from), "{file} no longer has {from}");
+        text.replace(from, to)
+    };
+    let param = edit(
+        "param.xsd",
+        r#"<xsd:element name="checksum" type="xsd:int" minOccurs="0"/>
+      <xsd:element name="binfmt" type="xsd:base64Binary" minOccurs="0"/>"#,
+        r#"<xsd:element name="checksum" type="xsd:int"/>
+      <xsd:element name="binfmt" type="xsd:base64Binary"/>"#,
+    );
+    let aklwngt = edit(
+        "aklwngt.xsd",
+        r#"<xsd:element name="info" type="aklwngt:klft-file-info-t" minOccurs="0">"#,
+        r#"<xsd:element name="info" type="aklwngt:klft-file-info-t">"#,
+    );
+    std::fs::write(dir.join("param.xsd"), param).unwrap();
+    std::fs::write(dir.join("aklwngt.xsd"), aklwngt).unwrap();
+    let envelope = std::fs::read_to_string(envelope_schema())
+        .unwrap()
+        .replace("../../wsdl/", "");
+    let path = dir.join("soap-envelope.xsd");
+    std::fs::write(&path, envelope).unwrap();
+    path
+}
+
 /// Validates `xml` against the schema at `schema`, offline.
 pub fn validate_with_schema(schema: &Path, xml: &str) -> Result<(), String> {
     let schema = schema.to_str().ok_or("schema path is not UTF-8")?;
