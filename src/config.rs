@@ -50,6 +50,11 @@ pub struct Limits {
     pub handshake_timeout_secs: u64,
     /// Connections beyond this wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Connections one source address may hold at once; more are closed as soon as accepted.
+    pub max_connections_per_address: usize,
+    /// A new connection must complete its TLS handshake and send its first request's head within
+    /// this many seconds (later requests of the connection have `read_timeout_secs`).
+    pub first_request_timeout_secs: u64,
     /// How long shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace_secs: u64,
 }
@@ -80,6 +85,8 @@ impl Default for Limits {
             read_timeout_secs: 30,
             handshake_timeout_secs: 10,
             max_connections: 10_000,
+            max_connections_per_address: 128,
+            first_request_timeout_secs: 10,
             shutdown_grace_secs: 10,
         }
     }
@@ -88,6 +95,9 @@ impl Default for Limits {
 impl Limits {
     pub fn read_timeout(&self) -> Duration {
         Duration::from_secs(self.read_timeout_secs)
+    }
+    pub fn first_request_timeout(&self) -> Duration {
+        Duration::from_secs(self.first_request_timeout_secs)
     }
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)

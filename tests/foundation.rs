@@ -272,3 +272,48 @@ async fn the_sqlite_database_is_private_to_its_owner() {
     }
     server.stop().await;
 }
+
+/// One address opening idle connections can hold only its share of the connection cap, and each
+/// idle connection only until the first-request deadline: a client elsewhere gets through at once.
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_connections = 8;
+        c.limits.max_connections_per_address = 3;
+        c.limits.first_request_timeout_secs = 2;
+    })
+    .await;
+    let flooder: std::net::IpAddr = "127.0.0.9".parse().unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(flooder, 0)).unwrap();
+        idle.push(socket.connect(server.addr()).await.unwrap());
+    }
+    // Beyond its three, the flooder's connections are closed as soon as they are accepted.
+    let mut closed = 0;
+    for conn in &mut idle {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(Duration::from_millis(500), conn.read(&mut byte)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 17);
+
+    let started = Instant::now();
+    let mut dev = server.device_from("IMEI-FL", "pw", "127.0.0.10").await;
+    dev.begin().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+
+    // The three the flooder keeps are cut off at the first-request deadline.
+    let started = Instant::now();
+    for conn in &mut idle {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    server.stop().await;
+}

@@ -68,6 +68,7 @@ pub async fn run(
 ) {
     let limits = Arc::new(limits);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_address = Arc::new(PerAddress::new(limits.max_connections_per_address));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -89,6 +90,13 @@ pub async fn run(
                 }
             },
         };
+        // One address may hold only its share of the connections, so that it cannot make every
+        // other client wait.
+        let Some(slot) = per_address.take(peer.ip()) else {
+            debug!(%peer, "connection refused: too many from this address");
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let tls = tls.clone();
         let handler = handler.clone();
@@ -98,19 +106,22 @@ pub async fn run(
         tokio::spawn(
             async move {
                 let _permit = permit;
+                let _slot = slot;
+                // The handshake and the first request's head must arrive by this deadline.
+                let first = tokio::time::Instant::now() + limits.first_request_timeout();
+                let handshake = (tokio::time::Instant::now() + limits.handshake_timeout()).min(first);
                 match tls {
                     Some(acceptor) => {
-                        match tokio::time::timeout(limits.handshake_timeout(), acceptor.accept(tcp))
-                            .await
-                        {
+                        match tokio::time::timeout_at(handshake, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => {
-                                serve_connection(stream, peer, handler, limits, watcher).await
+                                serve_connection(stream, peer, handler, limits, watcher, first)
+                                    .await
                             }
                             Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
                             Err(_) => debug!("TLS handshake timed out"),
                         }
                     }
-                    None => serve_connection(tcp, peer, handler, limits, watcher).await,
+                    None => serve_connection(tcp, peer, handler, limits, watcher, first).await,
                 }
             }
             .instrument(span),
@@ -132,11 +143,15 @@ async fn serve_connection<S>(
     handler: Arc<dyn DeviceHandler>,
     limits: Arc<Limits>,
     watcher: hyper_util::server::graceful::Watcher,
+    first_request_by: tokio::time::Instant,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service_limits = limits.clone();
+    let requested = Arc::new(tokio::sync::Notify::new());
+    let on_request = requested.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        on_request.notify_one();
         let handler = handler.clone();
         let limits = service_limits.clone();
         async move { Ok::<_, Infallible>(respond(req, peer, &*handler, &limits).await) }
@@ -148,9 +163,66 @@ async fn serve_connection<S>(
         .header_read_timeout(limits.read_timeout())
         // hyper refuses buffers under 8 KiB; a request head larger than the buffer gets 431.
         .max_buf_size(limits.max_header_bytes.max(8192));
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    if let Err(e) = watcher.watch(conn).await {
+    let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+    tokio::pin!(conn);
+    // A client that connected but sends no request is cut off at the first-request deadline,
+    // sooner than the idle limit between the requests of a client that has shown itself.
+    let outcome = tokio::select! {
+        outcome = &mut conn => outcome,
+        _ = requested.notified() => conn.await,
+        _ = tokio::time::sleep_until(first_request_by) => {
+            debug!("no request before the first-request deadline; closing");
+            return;
+        }
+    };
+    if let Err(e) = outcome {
         debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Connections held per source address, within a limit.
+struct PerAddress {
+    limit: usize,
+    held: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One connection's place in its address's count; given back when dropped.
+struct Slot {
+    table: Arc<PerAddress>,
+    address: std::net::IpAddr,
+}
+
+impl PerAddress {
+    fn new(limit: usize) -> PerAddress {
+        PerAddress {
+            limit: limit.max(1),
+            held: Default::default(),
+        }
+    }
+
+    fn take(self: &Arc<Self>, address: std::net::IpAddr) -> Option<Slot> {
+        let mut held = self.held.lock().unwrap();
+        let count = held.entry(address).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            table: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.table.held.lock().unwrap();
+        if let Some(count) = held.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.address);
+            }
+        }
     }
 }
 
