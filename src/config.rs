@@ -22,6 +22,9 @@ pub struct Config {
     pub device_public_address: Option<String>,
     /// `sqlite://...` or `postgres://...`; empty means the SQLite file in the data directory.
     pub database_url: String,
+    /// Longest wait for a PostgreSQL connection, in milliseconds: while the database is out of
+    /// reach, calls are answered "try later" after this instead of hanging.
+    pub database_timeout_ms: u64,
     /// PEM certificate chain and key; both empty means a self-signed certificate kept in the data directory.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -66,6 +69,7 @@ impl Default for Config {
             device_listen: SocketAddr::from(([0, 0, 0, 0], 13292)),
             device_public_address: None,
             database_url: String::new(),
+            database_timeout_ms: 2000,
             tls_cert: None,
             tls_key: None,
             device_plain_http: false,
@@ -145,6 +149,12 @@ impl Config {
         }
     }
 
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            connect_timeout: Duration::from_millis(self.database_timeout_ms),
+        }
+    }
+
     pub fn secret_file(&self) -> PathBuf {
         self.secret_file
             .clone()
@@ -175,6 +185,7 @@ impl fmt::Debug for Config {
             .field("device_listen", &self.device_listen)
             .field("device_public_address", &self.device_public_address)
             .field("database_url", &redact_url(&self.database_url))
+            .field("database_timeout_ms", &self.database_timeout_ms)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("device_plain_http", &self.device_plain_http)

@@ -80,7 +80,7 @@ impl App {
 pub async fn start(config: &config::Config) -> anyhow::Result<App> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let store = store::open(&config.database_url())
+    let store = store::open_with(&config.database_url(), config.store_options())
         .await
         .context("opening the database")?;
     let secret = auth::Secret::load_or_create(&config.secret_file()).with_context(|| {

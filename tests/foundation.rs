@@ -305,7 +305,11 @@ async fn one_address_cannot_take_every_connection() {
     let started = Instant::now();
     let mut dev = server.device_from("IMEI-FL", "pw", "127.0.0.10").await;
     dev.begin().await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 
     // The three the flooder keeps are cut off at the first-request deadline.
     let started = Instant::now();

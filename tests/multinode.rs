@@ -181,3 +181,116 @@ async fn two_nodes_on_one_database_serve_one_session() {
     a.process.kill();
     b.process.kill();
 }
+
+/// A TCP relay in front of PostgreSQL that can be cut and restored, to play an outage.
+struct Relay {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(addr: std::net::SocketAddr, target: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut links = tokio::task::JoinSet::new();
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = listener.accept() => {
+                        let Ok((mut client, _)) = accepted else { continue };
+                        links.spawn(async move {
+                            if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            }
+                        });
+                    }
+                }
+            }
+            // Dropping the links cuts every connection that went through the relay.
+            links.abort_all();
+        });
+        Relay {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    async fn cut(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+}
+
+/// While PostgreSQL is out of reach, device calls are answered 1195 "try later" within the
+/// configured wait, not after the pool's long default; when it is back, service resumes by itself.
+#[tokio::test]
+async fn calls_during_a_database_outage_fail_fast_and_service_resumes() {
+    if !postgres_or_skip("calls_during_a_database_outage_fail_fast_and_service_resumes") {
+        return;
+    }
+    let db = TestDb::postgres().await;
+    let mut relay = Relay::start(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:5432".parse().unwrap(),
+    )
+    .await;
+    let url = db.url().replace("127.0.0.1:5432", &relay.addr.to_string());
+    let tmp = tempfile::tempdir().unwrap();
+    let config = mobile_admin::config::Config {
+        database_url: url,
+        database_timeout_ms: 1500,
+        ..test_config(tmp.path())
+    };
+    let app = mobile_admin::start(&config).await.unwrap();
+    let connector = tls_client(&generated_cert(tmp.path()));
+    let mut dev = TestDevice {
+        conn: Connection::open(&connector, app.running.device_addr).await,
+        id: "IMEI-OUT".into(),
+        password: "pw".into(),
+        session: String::new(),
+    };
+    dev.begin().await.unwrap();
+
+    relay.cut().await;
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let mut other = TestDevice {
+            conn: Connection::open(&connector, app.running.device_addr).await,
+            id: "IMEI-OUT2".into(),
+            password: "pw".into(),
+            session: String::new(),
+        };
+        let refused = other.begin().await.unwrap_err();
+        assert_eq!(refused.code, 1195, "{refused:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(6),
+            "answered after {:?}",
+            started.elapsed()
+        );
+        let started = std::time::Instant::now();
+        assert_eq!(
+            dev.put_events(vec![event(1, "APP_EVENT")])
+                .await
+                .map(|e| e.code),
+            Some(1195)
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(6));
+    }
+
+    let _relay = Relay::start(relay.addr, "127.0.0.1:5432".parse().unwrap()).await;
+    let mut back = None;
+    for _ in 0..50 {
+        if dev.put_events(vec![event(1, "APP_EVENT")]).await.is_none() {
+            back = Some(());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(back.is_some(), "service resumed");
+    app.stop().await;
+}

@@ -109,7 +109,8 @@ pub async fn run(
                 let _slot = slot;
                 // The handshake and the first request's head must arrive by this deadline.
                 let first = tokio::time::Instant::now() + limits.first_request_timeout();
-                let handshake = (tokio::time::Instant::now() + limits.handshake_timeout()).min(first);
+                let handshake =
+                    (tokio::time::Instant::now() + limits.handshake_timeout()).min(first);
                 match tls {
                     Some(acceptor) => {
                         match tokio::time::timeout_at(handshake, acceptor.accept(tcp)).await {

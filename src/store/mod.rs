@@ -202,11 +202,32 @@ pub fn backend_of(url: &str) -> Result<Backend> {
     }
 }
 
+/// How the store talks to its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Longest wait for a database connection (PostgreSQL): during an outage, calls fail after
+    /// this instead of hanging, and devices are told to try later.
+    pub connect_timeout: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            connect_timeout: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
 /// Opens the database named by `url`, creating it if needed, and applies the migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_with(url, StoreOptions::default()).await
+}
+
+/// [`open`] with options.
+pub async fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match backend_of(url)? {
         Backend::Sqlite => Arc::new(sqlite::SqliteStore::open(url).await?),
-        Backend::Postgres => Arc::new(postgres::PgStore::open(url).await?),
+        Backend::Postgres => Arc::new(postgres::PgStore::open(url, options).await?),
     };
     if let Err(e) = store.migrate().await {
         store.close().await;

@@ -50,12 +50,12 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects, creating the database first if the server says it does not exist.
-    pub async fn open(url: &str) -> Result<PgStore> {
+    pub async fn open(url: &str, store_options: StoreOptions) -> Result<PgStore> {
         let options = PgConnectOptions::from_str(url)?;
         let pool_options = |size| {
             PgPoolOptions::new()
                 .max_connections(size)
-                .acquire_timeout(Duration::from_secs(30))
+                .acquire_timeout(store_options.connect_timeout)
         };
         let pool = match pool_options(MAX_CONNECTIONS)
             .connect_with(options.clone())
