@@ -317,6 +317,40 @@ impl DeviceService {
     }
 }
 
+#[async_trait::async_trait]
+impl DeviceHandler for DeviceService {
+    async fn post(&self, body: Bytes, peer: SocketAddr) -> Reply {
+        let (status, body) = self.handle(&body, peer).await;
+        Reply::xml(status, body)
+    }
+
+    fn get(&self, path: &str, host: Option<&str>) -> Option<Reply> {
+        let name = path.trim_end_matches('/').rsplit('/').next()?;
+        let (_, content_type, text) =
+            self.documents.files.iter().find(|(file, _, _)| {
+                *file == name || (name == "wsdl" && file.ends_with(".wsdl"))
+            })?;
+        let is_wsdl = name == "wsdl" || name.ends_with(".wsdl");
+        // Point the service address at the host the client used to fetch the WSDL, if it is one;
+        // otherwise at the configured public address.
+        let address = host
+            .filter(|h| valid_host(h))
+            .or(self.documents.public_address.as_deref());
+        let text = match address {
+            Some(address) if is_wsdl => text.replace(
+                WSDL_ADDRESS,
+                &crate::soap::escape_attribute(&format!("https://{address}/")),
+            ),
+            _ => text.to_string(),
+        };
+        Some(Reply {
+            status: StatusCode::OK,
+            content_type,
+            body: text.into(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::valid_host;
@@ -350,39 +384,5 @@ mod tests {
         ] {
             assert!(!valid_host(bad), "{bad}");
         }
-    }
-}
-
-#[async_trait::async_trait]
-impl DeviceHandler for DeviceService {
-    async fn post(&self, body: Bytes, peer: SocketAddr) -> Reply {
-        let (status, body) = self.handle(&body, peer).await;
-        Reply::xml(status, body)
-    }
-
-    fn get(&self, path: &str, host: Option<&str>) -> Option<Reply> {
-        let name = path.trim_end_matches('/').rsplit('/').next()?;
-        let (_, content_type, text) =
-            self.documents.files.iter().find(|(file, _, _)| {
-                *file == name || (name == "wsdl" && file.ends_with(".wsdl"))
-            })?;
-        let is_wsdl = name == "wsdl" || name.ends_with(".wsdl");
-        // Point the service address at the host the client used to fetch the WSDL, if it is one;
-        // otherwise at the configured public address.
-        let address = host
-            .filter(|h| valid_host(h))
-            .or(self.documents.public_address.as_deref());
-        let text = match address {
-            Some(address) if is_wsdl => text.replace(
-                WSDL_ADDRESS,
-                &crate::soap::escape_attribute(&format!("https://{address}/")),
-            ),
-            _ => text.to_string(),
-        };
-        Some(Reply {
-            status: StatusCode::OK,
-            content_type,
-            body: text.into(),
-        })
     }
 }
