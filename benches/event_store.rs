@@ -62,7 +62,6 @@ fn intake(c: &mut Criterion) {
     };
     let (store, devices) = runtime.block_on(async {
         let store: Arc<dyn Store> = store::open(&url).await.unwrap();
-        store.migrate().await.unwrap();
         let mut ids = Vec::with_capacity(DEVICES);
         for d in 0..DEVICES {
             let id = store

@@ -2,7 +2,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
-use mobile_admin::store::PolicyRow;
+use mobile_admin::sync::policy::PolicyRow;
 use mobile_admin::sync::policy::{digest, effective_policy};
 use mobile_admin::sync::{next_step, Current, Known, Progress, Reported};
 

@@ -36,7 +36,8 @@ pub struct Config {
     /// (created on first start). Keep it out of the database and its backups.
     pub secret_file: Option<PathBuf>,
     pub limits: Limits,
-    pub protocol: crate::service::ProtocolConfig,
+    pub protocol: crate::device::ProtocolConfig,
+    pub admin: crate::domain::AdminConfig,
 }
 
 /// Bounds on what one client can make the device listener hold.
@@ -77,6 +78,7 @@ impl Default for Config {
             secret_file: None,
             limits: Limits::default(),
             protocol: Default::default(),
+            admin: Default::default(),
         }
     }
 }
@@ -161,6 +163,20 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("secret.key"))
     }
 
+    pub fn token_key_file(&self) -> PathBuf {
+        self.admin
+            .token_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("token.key"))
+    }
+
+    pub fn initial_password_file(&self) -> PathBuf {
+        self.admin
+            .initial_password_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("initial-admin-password"))
+    }
+
     pub fn updates_dir(&self) -> PathBuf {
         self.updates_dir
             .clone()
@@ -193,6 +209,7 @@ impl fmt::Debug for Config {
             .field("secret_file", &self.secret_file)
             .field("limits", &self.limits)
             .field("protocol", &self.protocol)
+            .field("admin", &self.admin)
             .finish()
     }
 }

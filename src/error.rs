@@ -96,6 +96,18 @@ impl From<StoreError> for DeviceError {
     }
 }
 
+impl From<crate::domain::DomainError> for DeviceError {
+    fn from(e: crate::domain::DomainError) -> DeviceError {
+        match e {
+            crate::domain::DomainError::TryLater { .. } => DeviceError::TryLater(e.to_string()),
+            e => DeviceError::Unavailable {
+                public: "the server cannot complete the request now; try again later".into(),
+                internal: e.to_string(),
+            },
+        }
+    }
+}
+
 impl From<crate::sessions::SessionError> for DeviceError {
     fn from(e: crate::sessions::SessionError) -> DeviceError {
         match e {
@@ -140,7 +152,7 @@ mod tests {
 
     #[test]
     fn internals_stay_out_of_device_messages() {
-        let e = DeviceError::from(StoreError::Corrupt("SELECT secret FROM /var/lib/x".into()));
+        let e = DeviceError::from(StoreError::Internal("SELECT secret FROM /var/lib/x".into()));
         let p = e.to_param_error();
         assert_eq!(p.code, UNAVAILABLE);
         assert!(!p.message.contains("SELECT") && !p.message.contains("/var"));

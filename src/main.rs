@@ -1,5 +1,6 @@
 //! The `mobile-admin` command: parses arguments, loads configuration, starts tracing and runs.
 
+use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use mobile_admin::config::Config;
+use mobile_admin::domain::Role;
 
 #[derive(Parser)]
 #[command(
@@ -30,9 +32,43 @@ enum Command {
     Export(ServerArgs),
     /// Load a dump from standard input into a new, empty database.
     Import(ServerArgs),
+    /// Manage admin accounts, on the server's own machine (straight in its database).
+    Admin {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
     /// Run a fleet of virtual devices against a server (load generator), optionally against a
     /// do-nothing baseline too.
+    #[cfg(feature = "simulator")]
     Simulate(SimulateArgs),
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Create an account; its password is asked for (or read from standard input).
+    Add {
+        name: String,
+        /// administrator, operator, auditor or integration.
+        #[arg(long, default_value = "operator")]
+        role: String,
+        /// Read the password from the first line of standard input instead of a prompt.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set an account's password (asked for, or read from standard input).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable an account: it can no longer log in, and its tokens stop working.
+    Disable { name: String },
+    /// Enable a disabled account.
+    Enable { name: String },
+    /// List the accounts.
+    List,
 }
 
 /// Flags shared by the commands that use the server's configuration. Each one overrides the TOML file
@@ -65,149 +101,39 @@ struct ServerArgs {
     tls_key: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum OnOff {
-    On,
-    Off,
+impl ServerArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(self.config.as_deref(), self)?)
+    }
 }
 
+#[cfg(feature = "simulator")]
 #[derive(Args)]
 struct SimulateArgs {
-    /// The server's device port, HOST:PORT.
-    #[arg(long)]
-    server: Option<String>,
-    /// Name the server certificate must carry (and SNI) [default: the host of --server].
-    #[arg(long)]
-    tls_name: Option<String>,
-    /// PEM certificates to trust [default: ./data/tls/device-cert.pem, the server's generated one].
-    #[arg(long, conflicts_with = "insecure")]
-    cafile: Option<PathBuf>,
-    /// Accept any server certificate.
-    #[arg(long)]
-    insecure: bool,
-    /// Devices in the fleet.
-    #[arg(long, default_value_t = 1000)]
-    devices: u32,
-    /// Fleet seed: device ids are sim-SEED-INDEX, passwords derive from both.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Session starts per second, or `max` (as fast as --concurrency allows).
-    #[arg(long, conflicts_with = "period")]
-    rate: Option<mobile_admin::sim::Rate>,
-    /// Each device syncs once per this many seconds (rate = devices / period) [default: 900].
-    #[arg(long)]
-    period: Option<f64>,
-    /// Seconds to generate load [default: 60; with --enrol-only, until every device is enrolled].
-    #[arg(long)]
-    duration: Option<f64>,
-    /// Most sessions in flight at once.
-    #[arg(long, default_value_t = 256)]
-    concurrency: usize,
-    /// New events per session, sent in PutEvents calls of up to 100.
-    #[arg(long, default_value_t = 1)]
-    events_per_session: u32,
-    /// Share of sessions sending a burst of --burst-calls PutEvents calls of 10 events instead.
-    #[arg(long, default_value_t = 0.01)]
-    event_burst: f64,
-    /// PutEvents calls in a burst.
-    #[arg(long, default_value_t = 5)]
-    burst_calls: u32,
-    /// Share of sessions in which the device's settings and state change first.
-    #[arg(long, default_value_t = 0.02)]
-    changing_share: f64,
-    /// Update file to download (klft-GetFileInfo + klft-GetNextFileChunk).
-    #[arg(long)]
-    download: Option<String>,
-    /// Share of sessions that download --download.
-    #[arg(long, default_value_t = 1.0)]
-    download_share: f64,
-    /// Bytes asked for per chunk.
-    #[arg(long, default_value_t = 32768)]
-    chunk_size: u64,
-    /// TLS session resumption.
-    #[arg(long, value_enum, default_value = "on")]
-    tls_resumption: OnOff,
-    /// All calls of a session on one connection (the default).
-    #[arg(long, conflicts_with = "connection_per_call")]
-    keep_alive: bool,
-    /// A new connection for every call.
-    #[arg(long)]
-    connection_per_call: bool,
-    /// Seconds per call, connecting included.
-    #[arg(long, default_value_t = 30.0)]
-    timeout: f64,
-    /// Where the fleet remembers its devices between runs.
-    #[arg(long, default_value = "./sim-state")]
-    state_dir: PathBuf,
+    #[command(flatten)]
+    options: mobile_admin::sim::SimOptions,
     /// Print the report as one JSON object on the last line of stdout.
     #[arg(long)]
     json: bool,
-    /// Run each not-yet-enrolled device's first session once, as fast as allowed.
-    #[arg(long)]
-    enrol_only: bool,
-    /// Also run the scenario, first, against a do-nothing responder started in this process.
-    #[arg(long, conflicts_with = "baseline_server")]
-    baseline: bool,
-    /// Run the scenario first against a do-nothing responder at HOST:PORT (see --serve-baseline).
-    #[arg(long)]
-    baseline_server: Option<String>,
     /// Only run a do-nothing responder on this address until interrupted (its certificate is kept
     /// in STATE_DIR/baseline).
     #[arg(long, conflicts_with_all = ["server", "baseline", "baseline_server"])]
     serve_baseline: Option<SocketAddr>,
 }
 
+#[cfg(feature = "simulator")]
 impl SimulateArgs {
-    fn options(&self) -> anyhow::Result<mobile_admin::sim::SimOptions> {
-        use mobile_admin::sim::{BaselineMode, Rate, SimOptions, Trust};
-        let secs = |name: &str, v: f64| {
-            std::time::Duration::try_from_secs_f64(v)
-                .map_err(|_| anyhow::anyhow!("--{name} must be a number of seconds"))
-        };
-        Ok(SimOptions {
-            server: self.server.clone(),
-            tls_name: self.tls_name.clone(),
-            trust: match (&self.cafile, self.insecure) {
-                (Some(path), _) => Some(Trust::CaFile(path.clone())),
-                (None, true) => Some(Trust::Insecure),
-                (None, false) => None,
-            },
-            devices: self.devices,
-            seed: self.seed,
-            rate: match (self.rate, self.period) {
-                (Some(rate), _) => rate,
-                (None, period) => Rate::Period(period.unwrap_or(900.0)),
-            },
-            duration: self.duration.map(|d| secs("duration", d)).transpose()?,
-            concurrency: self.concurrency,
-            events_per_session: self.events_per_session,
-            event_burst: self.event_burst,
-            burst_calls: self.burst_calls,
-            changing_share: self.changing_share,
-            download: self.download.clone(),
-            download_share: self.download_share,
-            chunk_size: self.chunk_size,
-            tls_resumption: matches!(self.tls_resumption, OnOff::On),
-            keep_alive: !self.connection_per_call,
-            timeout: secs("timeout", self.timeout)?,
-            state_dir: self.state_dir.clone(),
-            enrol_only: self.enrol_only,
-            baseline: match (&self.baseline_server, self.baseline) {
-                (Some(addr), _) => BaselineMode::Server(addr.clone()),
-                (None, true) => BaselineMode::InProcess,
-                (None, false) => BaselineMode::None,
-            },
-            progress: !self.json,
-            stop_on_signal: true,
-        })
-    }
-
     async fn run(self) -> anyhow::Result<()> {
         if let Some(listen) = self.serve_baseline {
-            let dir = self.state_dir.join("baseline");
+            let dir = self.options.state_dir.join("baseline");
             return Ok(mobile_admin::sim::serve_baseline(listen, &dir).await?);
         }
-        let report = mobile_admin::sim::run(self.options()?).await?;
+        let options = mobile_admin::sim::SimOptions {
+            progress: !self.json,
+            stop_on_signal: true,
+            ..self.options
+        };
+        let report = mobile_admin::sim::run(options).await?;
         if self.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
@@ -217,31 +143,95 @@ impl SimulateArgs {
     }
 }
 
-impl ServerArgs {
-    fn load(&self) -> anyhow::Result<Config> {
-        Ok(Config::load(self.config.as_deref(), self)?)
+/// A password from the first line of standard input, or asked for twice at the terminal.
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
     }
+    let first = rpassword::prompt_password("Password: ")?;
+    let again = rpassword::prompt_password("Password again: ")?;
+    anyhow::ensure!(first == again, "the two passwords differ");
+    Ok(first)
+}
+
+async fn admin(config: Config, action: AdminAction) -> anyhow::Result<()> {
+    let tools = mobile_admin::app::Tools::open(&config).await?;
+    let caller = mobile_admin::domain::Caller::system("command line");
+    let domain = &tools.domain;
+    let result = async {
+        match action {
+            AdminAction::Add {
+                name,
+                role,
+                password_stdin,
+            } => {
+                let role = Role::parse(&role).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "unknown role {role:?}: administrator, operator, auditor or integration"
+                    )
+                })?;
+                let password = read_password(password_stdin)?;
+                let account = domain
+                    .create_account(&caller, &name, role, &password)
+                    .await?;
+                println!("account {} created ({})", account.name, account.role);
+            }
+            AdminAction::Passwd {
+                name,
+                password_stdin,
+            } => {
+                let password = read_password(password_stdin)?;
+                domain.set_password(&caller, &name, &password).await?;
+                println!("password of {name} changed");
+            }
+            AdminAction::Disable { name } => {
+                domain.set_account_disabled(&caller, &name, true).await?;
+                println!("account {name} disabled");
+            }
+            AdminAction::Enable { name } => {
+                domain.set_account_disabled(&caller, &name, false).await?;
+                println!("account {name} enabled");
+            }
+            AdminAction::List => {
+                for a in domain.accounts(&caller).await? {
+                    println!(
+                        "{}\t{}\t{}",
+                        a.name,
+                        a.role,
+                        if a.disabled { "disabled" } else { "enabled" }
+                    );
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    tools.close().await;
+    result
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The simulator's output is its report: only problems are logged unless RUST_LOG says otherwise.
-    let default_filter = match cli.command {
-        Command::Simulate(_) => "warn",
-        _ => "info",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    if matches!(cli.command, Command::Export(_)) {
-        // Standard output carries the dump: log beside it.
+    // Quiet by default where the output is the point: the simulator's report, the admin commands'
+    // answers, a dump on standard output.
+    let server = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Migrate(_) | Command::Import(_)
+    );
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if server { "info" } else { "warn" })
+    });
+    if server {
         tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .with_env_filter(filter)
             .init();
     } else {
         tracing_subscriber::fmt()
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_env_filter(filter)
             .init();
     }
@@ -279,13 +269,14 @@ fn main() -> ExitCode {
                 tracing::info!(rows, "database imported");
                 Ok(())
             }
+            Command::Admin { server, action } => admin(server.load()?, action).await,
+            #[cfg(feature = "simulator")]
             Command::Simulate(args) => args.run().await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

@@ -105,7 +105,7 @@ async fn sessions_are_bounded_per_device_and_in_all() {
         c.protocol.max_sessions = 20;
     })
     .await;
-    let sessions = server.app.service.sessions().clone();
+    let sessions = server.app.device.sessions().clone();
     let mut flood = server.device("IMEI-FLOOD", "pw").await;
     let mut opened = Vec::new();
     for _ in 0..200 {
@@ -156,12 +156,12 @@ async fn blocking_or_resetting_a_device_ends_its_sessions() {
     let mut dev = server.device("IMEI-BL", "right").await;
     dev.begin().await.unwrap();
     assert!(dev.heartbeat(None).await.1.is_none());
-    assert!(server
+    server
         .app
         .domain
-        .set_device_blocked("IMEI-BL", true, "test")
+        .set_device_blocked(&admin(), "IMEI-BL", true)
         .await
-        .unwrap());
+        .unwrap();
     let (_, error) = dev.heartbeat(None).await;
     assert_eq!(error.map(|e| e.code), Some(1186), "the session ended");
 
@@ -180,16 +180,16 @@ async fn blocking_or_resetting_a_device_ends_its_sessions() {
     server
         .app
         .domain
-        .set_device_blocked("IMEI-BL", false, "test")
+        .set_device_blocked(&admin(), "IMEI-BL", false)
         .await
         .unwrap();
     dev.begin().await.unwrap();
-    assert!(server
+    server
         .app
         .domain
-        .reset_device("IMEI-BL", "test")
+        .reset_device(&admin(), "IMEI-BL")
         .await
-        .unwrap());
+        .unwrap();
     let (_, error) = dev.heartbeat(None).await;
     assert_eq!(
         error.map(|e| e.code),
@@ -204,15 +204,10 @@ async fn blocking_or_resetting_a_device_ends_its_sessions() {
 #[tokio::test]
 async fn closed_enrolment_does_not_reveal_which_ids_exist() {
     let server = TestServer::start_with(|c| {
-        c.protocol.enrolment = mobile_admin::service::EnrolmentMode::Closed;
+        c.protocol.enrolment = mobile_admin::device::EnrolmentMode::Closed;
     })
     .await;
-    server
-        .app
-        .store
-        .register_device("IMEI-REG", "test")
-        .await
-        .unwrap();
+    register(&server.app.store, "IMEI-REG").await;
     server.device("IMEI-REG", "pw").await.begin().await.unwrap();
     let unknown = server
         .device("IMEI-NOPE", "pw")

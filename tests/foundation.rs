@@ -241,7 +241,14 @@ fn the_example_configuration_names_every_setting_and_loads_to_the_defaults() {
     a.sort();
     b.sort();
     assert_eq!(a, b);
-    for optional in ["tls_cert", "tls_key", "updates_dir", "secret_file"] {
+    for optional in [
+        "tls_cert",
+        "tls_key",
+        "updates_dir",
+        "secret_file",
+        "initial_password_file",
+        "token_key_file",
+    ] {
         assert!(
             text.contains(&format!("# {optional} = ")),
             "{optional} documented"

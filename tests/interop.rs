@@ -7,38 +7,35 @@ use common::xmllint::{
     normalise, require_xmllint, strict_envelope_schema, validate_envelope, validate_with_schema,
 };
 use common::*;
+use mobile_admin::domain::policy::PolicyInput;
 use mobile_admin::soap::{CmdData, Command, Request, Value};
-use mobile_admin::store::ROOT_GROUP;
+use mobile_admin::store::{SubscriptionRow, ROOT_GROUP};
 
 /// A policy with a string, an int and a nested container, so pushes carry every kind of value.
 async fn set_policy(server: &TestServer) {
-    let store = &server.app.store;
-    store
-        .set_policy(
-            ROOT_GROUP,
-            "Report/Server",
-            &Value::String("sec.example".into()),
-            true,
-            "t",
-        )
-        .await
-        .unwrap();
-    store
-        .set_policy(ROOT_GROUP, "Scan/Level", &Value::Int(3), true, "t")
-        .await
-        .unwrap();
-    store
-        .set_policy(
-            ROOT_GROUP,
+    let domain = &server.app.domain;
+    for (path, value) in [
+        ("Report/Server", Value::String("sec.example".into())),
+        ("Scan/Level", Value::Int(3)),
+        (
             "Lists/Trusted",
-            &Value::Array(vec![Value::String("a".into()), Value::Long(1 << 40)]),
-            true,
-            "t",
-        )
-        .await
-        .unwrap();
-    store
-        .set_subscription(ROOT_GROUP, 4, "GNRL_EV_VIRUS_FOUND", true, "t")
+            Value::Array(vec![Value::String("a".into()), Value::Long(1 << 40)]),
+        ),
+    ] {
+        let row = PolicyInput {
+            path: path.into(),
+            value,
+            locked: true,
+        };
+        domain.set_policy(&admin(), ROOT_GROUP, &row).await.unwrap();
+    }
+    let virus = SubscriptionRow {
+        group_id: ROOT_GROUP,
+        severity: 4,
+        event_type: "GNRL_EV_VIRUS_FOUND".into(),
+    };
+    domain
+        .set_subscription(&admin(), &virus, true)
         .await
         .unwrap();
 }
@@ -229,8 +226,8 @@ async fn every_response_the_server_produces_validates_against_the_wsdl() {
         .insert("Name".into(), Value::String("Ivan's phone".into()));
     server
         .app
-        .store
-        .queue_settings("IMEI-X1", &change, "t")
+        .domain
+        .queue_settings(&admin(), "IMEI-X1", &change)
         .await
         .unwrap();
     let (_, raw) = dev.call_raw(&hb).await;

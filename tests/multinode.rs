@@ -249,7 +249,7 @@ async fn calls_during_a_database_outage_fail_fast_and_service_resumes() {
     let app = mobile_admin::start(&config).await.unwrap();
     let connector = tls_client(&generated_cert(tmp.path()));
     let mut dev = TestDevice {
-        conn: Connection::open(&connector, app.running.device_addr).await,
+        conn: Connection::open(&connector, app.device_addr()).await,
         id: "IMEI-OUT".into(),
         password: "pw".into(),
         session: String::new(),
@@ -260,7 +260,7 @@ async fn calls_during_a_database_outage_fail_fast_and_service_resumes() {
     for _ in 0..2 {
         let started = std::time::Instant::now();
         let mut other = TestDevice {
-            conn: Connection::open(&connector, app.running.device_addr).await,
+            conn: Connection::open(&connector, app.device_addr()).await,
             id: "IMEI-OUT2".into(),
             password: "pw".into(),
             session: String::new(),

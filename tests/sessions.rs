@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 async fn stored_sessions_expire_like_memory_ones_and_are_swept() {
     let dir = TestDir::new().await;
     let store = mobile_admin::store::open(dir.db.url()).await.unwrap();
-    let device = store.register_device("IMEI-S1", "test").await.unwrap();
+    let device = register(&store, "IMEI-S1").await;
     let sessions = StoredSessions::new(
         store.clone(),
         Expiry {
@@ -120,7 +120,7 @@ async fn stored_sessions_expire_like_memory_ones_and_are_swept() {
 async fn sessions_live_in_the_database_when_shared_and_by_default_on_postgres() {
     let dir = TestDir::new().await;
     let store = mobile_admin::store::open(dir.db.url()).await.unwrap();
-    let device = store.register_device("IMEI-S2", "test").await.unwrap();
+    let device = register(&store, "IMEI-S2").await;
     let db = dir.db.sql().await;
     let default_shared = backend() == Backend::Postgres;
     for (setting, shared) in [

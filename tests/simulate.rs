@@ -19,7 +19,7 @@ use hyper::StatusCode;
 use common::{generated_cert, test_config};
 use mobile_admin::server::{self, DeviceHandler, Reply};
 use mobile_admin::sim::device::{digest_params, digest_subscriptions, GROUPS};
-use mobile_admin::sim::{self, BaselineMode, Rate, RunReport, SimOptions, Trust};
+use mobile_admin::sim::{self, Rate, RunReport, SimOptions};
 use mobile_admin::soap::{
     self, CmdData, Command, Decoded, ParamError, Params, Request, Response, Subscriptions,
     SyncInfo, Value,
@@ -40,7 +40,7 @@ fn quick(state_dir: &Path, devices: u32) -> SimOptions {
     SimOptions {
         devices,
         seed: 42,
-        rate: Rate::PerSecond(f64::from(devices)),
+        rate: Some(Rate::PerSecond(f64::from(devices))),
         duration: Some(Duration::from_secs(2)),
         concurrency: 32,
         events_per_session: 0,
@@ -57,7 +57,7 @@ fn options_for(addr: SocketAddr, data_dir: &Path, state_dir: &Path, devices: u32
     SimOptions {
         server: Some(addr.to_string()),
         tls_name: Some("localhost".into()),
-        trust: Some(Trust::CaFile(generated_cert(data_dir))),
+        cafile: Some(generated_cert(data_dir)),
         ..quick(state_dir, devices)
     }
 }
@@ -108,7 +108,7 @@ fn assert_consistent(run: &RunReport) {
 async fn baseline_run_reports_consistent_figures() {
     let state = tempfile::tempdir().unwrap();
     let opts = SimOptions {
-        baseline: BaselineMode::InProcess,
+        baseline: true,
         events_per_session: 3,
         event_burst: 0.2,
         burst_calls: 3,
@@ -154,9 +154,9 @@ async fn baseline_run_reports_consistent_figures() {
 async fn connection_per_call_without_resumption_opens_a_full_handshake_per_call() {
     let state = tempfile::tempdir().unwrap();
     let opts = SimOptions {
-        baseline: BaselineMode::InProcess,
-        keep_alive: false,
-        tls_resumption: false,
+        baseline: true,
+        connection_per_call: true,
+        tls_resumption: sim::OnOff::Off,
         events_per_session: 1,
         duration: Some(Duration::from_secs(1)),
         ..quick(state.path(), 10)
@@ -421,7 +421,7 @@ async fn a_fleet_enrols_syncs_and_is_known_on_the_next_run() {
     let enrol = sim::run(SimOptions {
         enrol_only: true,
         duration: None,
-        baseline: BaselineMode::InProcess,
+        baseline: true,
         ..base.clone()
     })
     .await
@@ -464,7 +464,7 @@ async fn a_fleet_enrols_syncs_and_is_known_on_the_next_run() {
 
     // A later run is a fleet of known devices: unchanged hashes, so no commands at all.
     let steady = sim::run(SimOptions {
-        rate: Rate::Max,
+        rate: Some(Rate::Max),
         duration: Some(Duration::from_secs(1)),
         events_per_session: 2,
         ..base.clone()
@@ -522,7 +522,7 @@ async fn unacknowledged_events_are_resent_with_the_same_ids() {
     // The server stores the events but the devices never learn it.
     scripted.lose_event_replies.store(true, Ordering::Relaxed);
     let lost = sim::run(SimOptions {
-        rate: Rate::PerSecond(4.0),
+        rate: Some(Rate::PerSecond(4.0)),
         duration: Some(Duration::from_secs(1)),
         ..base.clone()
     })
@@ -545,7 +545,7 @@ async fn unacknowledged_events_are_resent_with_the_same_ids() {
     scripted.lose_event_replies.store(false, Ordering::Relaxed);
     scripted.duplicates.store(0, Ordering::Relaxed);
     let resent = sim::run(SimOptions {
-        rate: Rate::Max,
+        rate: Some(Rate::Max),
         duration: Some(Duration::from_secs(1)),
         ..base.clone()
     })

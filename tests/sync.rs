@@ -5,7 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use mobile_admin::service::EnrolmentMode;
+use mobile_admin::device::EnrolmentMode;
+use mobile_admin::domain::policy::PolicyInput;
 use mobile_admin::soap::{CmdData, Command, ParamError, Params, Value};
 use mobile_admin::store::{ROOT_GROUP, UNASSIGNED_GROUP};
 
@@ -113,16 +114,24 @@ fn policy_value(command: &Command, path: &[&str]) -> Option<Value> {
 #[tokio::test]
 async fn policy_rows_edited_in_sql_are_pushed_and_parent_locks_win() {
     let server = TestServer::start().await;
-    let store = &server.app.store;
-    let child = store.ensure_group(ROOT_GROUP, "Field").await.unwrap();
-    store
-        .set_policy(child, "Scan/Level", &Value::Int(1), true, "test")
+    let domain = &server.app.domain;
+    let child = domain
+        .create_group(&admin(), ROOT_GROUP, "Field")
         .await
-        .unwrap();
-    store
-        .set_policy(child, "Scan/Archives", &Value::Bool(true), false, "test")
-        .await
-        .unwrap();
+        .unwrap()
+        .value
+        .id;
+    for (path, value, locked) in [
+        ("Scan/Level", Value::Int(1), true),
+        ("Scan/Archives", Value::Bool(true), false),
+    ] {
+        let row = PolicyInput {
+            path: path.into(),
+            value,
+            locked,
+        };
+        domain.set_policy(&admin(), child, &row).await.unwrap();
+    }
     let mut dev = server.device("IMEI-0003", "pw").await;
     dev.begin().await.unwrap();
     let h = hashes(1, 2, 3, 4, 5);
@@ -188,12 +197,12 @@ async fn queued_settings_are_pushed_after_a_get_when_the_device_changed_too() {
     let mut scan = Params::default();
     scan.0.insert("Level".into(), Value::Int(9));
     changes.0.insert("Scan".into(), Value::Params(scan));
-    assert!(server
+    server
         .app
-        .store
-        .queue_settings("IMEI-0004", &changes, "test")
+        .domain
+        .queue_settings(&admin(), "IMEI-0004", &changes)
         .await
-        .unwrap());
+        .unwrap();
 
     // Settings hash unchanged: the push alone, with the change applied over the known settings.
     let commands = dev.sync(&h, "G").await;
@@ -212,8 +221,8 @@ async fn queued_settings_are_pushed_after_a_get_when_the_device_changed_too() {
     // The device's settings changed and an admin queued a change: GET first, then the push.
     server
         .app
-        .store
-        .queue_settings("IMEI-0004", &changes, "test")
+        .domain
+        .queue_settings(&admin(), "IMEI-0004", &changes)
         .await
         .unwrap();
     let changed = hashes(1, 2, 8, 4, 5);
@@ -281,12 +290,7 @@ async fn closed_enrolment_refuses_unknown_devices_and_accepts_registered_ones() 
     let mut stranger = server.device("IMEI-0007", "pw").await;
     assert_eq!(stranger.begin().await.unwrap_err().code, 1184);
 
-    server
-        .app
-        .store
-        .register_device("IMEI-0008", "test")
-        .await
-        .unwrap();
+    register(&server.app.store, "IMEI-0008").await;
     let mut known = server.device("IMEI-0008", "first-password").await;
     known.begin().await.unwrap();
     // The first password is now the device's password.
@@ -294,18 +298,18 @@ async fn closed_enrolment_refuses_unknown_devices_and_accepts_registered_ones() 
     assert_eq!(other.begin().await.unwrap_err().code, 1184);
 
     // An admin reset lets the device enrol again (a reinstalled app with a new password).
-    assert!(server
+    server
         .app
-        .store
-        .reset_device("IMEI-0008", "test")
+        .domain
+        .reset_device(&admin(), "IMEI-0008")
         .await
-        .unwrap());
+        .unwrap();
     other.begin().await.unwrap();
     // Blocked devices are refused even with the right password.
     server
         .app
-        .store
-        .set_device_blocked("IMEI-0008", true, "test")
+        .domain
+        .set_device_blocked(&admin(), "IMEI-0008", true)
         .await
         .unwrap();
     assert_eq!(other.begin().await.unwrap_err().code, 1184);
@@ -414,12 +418,12 @@ async fn a_settings_push_is_not_followed_by_a_get_of_what_was_pushed() {
         "Scan",
         Value::Params(Params::default().with("Level", Value::Int(9))),
     );
-    assert!(server
+    server
         .app
-        .store
-        .queue_settings("IMEI-0010", &changes, "test")
+        .domain
+        .queue_settings(&admin(), "IMEI-0010", &changes)
         .await
-        .unwrap());
+        .unwrap();
 
     let (command, error) = dev.heartbeat(Some(h.clone())).await;
     assert_eq!((command.code, code(error)), (2, 0));

@@ -6,9 +6,10 @@ mod common;
 use std::process::{Command as Process, Stdio};
 
 use common::*;
+use mobile_admin::domain::policy::PolicyInput;
 use mobile_admin::soap::{Params, Value};
 use mobile_admin::store::dump::Record;
-use mobile_admin::store::ROOT_GROUP;
+use mobile_admin::store::{SubscriptionRow, ROOT_GROUP};
 
 /// Runs `mobile-admin ARGS` with `stdin` and `stdout` files; panics unless it succeeds.
 fn cli(args: &[&str], stdin: Stdio, stdout: Stdio) {
@@ -105,24 +106,32 @@ async fn a_sqlite_deployment_moves_to_postgres_and_devices_carry_on() {
         .is_none());
     let mut m3 = server.device("IMEI-M3", "pw-m3").await;
     m3.begin().await.unwrap();
-    store
-        .set_device_blocked("IMEI-M3", true, "admin")
+    let domain = &server.app.domain;
+    domain
+        .set_device_blocked(&admin(), "IMEI-M3", true)
         .await
         .unwrap();
     let changes = Params::new().with("PublishEvents", Value::Bool(false));
-    store
-        .queue_settings("IMEI-M2", &changes, "admin")
+    domain
+        .queue_settings(&admin(), "IMEI-M2", &changes)
         .await
         .unwrap();
     // A group moved under one created after it: the import must insert parents first.
     let a = store.ensure_group(ROOT_GROUP, "A").await.unwrap();
     let b = store.ensure_group(ROOT_GROUP, "B").await.unwrap();
-    store
-        .set_policy(a, "Scan/Level", &Value::Int(4), true, "admin")
-        .await
-        .unwrap();
-    store
-        .set_subscription(ROOT_GROUP, 4, "GNRL_EV_VIRUS_FOUND", true, "admin")
+    let level = PolicyInput {
+        path: "Scan/Level".into(),
+        value: Value::Int(4),
+        locked: true,
+    };
+    domain.set_policy(&admin(), a, &level).await.unwrap();
+    let virus = SubscriptionRow {
+        group_id: ROOT_GROUP,
+        severity: 4,
+        event_type: "GNRL_EV_VIRUS_FOUND".into(),
+    };
+    domain
+        .set_subscription(&admin(), &virus, true)
         .await
         .unwrap();
     let lite = server.sql().await;

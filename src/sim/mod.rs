@@ -86,71 +86,115 @@ pub enum BaselineMode {
     Server(String),
 }
 
-/// Everything a simulation run is told.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// A number of seconds (fractions allowed) as a duration.
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("expected a number of seconds, got {text:?}"))
+}
+
+/// Everything a simulation run is told: the `simulate` command's flags, with their defaults.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct SimOptions {
-    /// The server's device port, `HOST:PORT`; `None` runs only the baseline.
+    /// The server's device port, HOST:PORT (none: run only the baseline).
+    #[arg(long)]
     pub server: Option<String>,
-    /// Name the server certificate must carry (and SNI); default: the host of `server`.
+    /// Name the server certificate must carry (and SNI) [default: the host of --server].
+    #[arg(long)]
     pub tls_name: Option<String>,
-    /// How to trust the server certificate; default: the server's generated certificate in
-    /// `./data/tls/device-cert.pem`, if present.
-    pub trust: Option<Trust>,
+    /// PEM certificates to trust [default: ./data/tls/device-cert.pem, the server's generated one].
+    #[arg(long, conflicts_with = "insecure")]
+    pub cafile: Option<PathBuf>,
+    /// Accept any server certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Devices in the fleet.
+    #[arg(long, default_value_t = 1000)]
     pub devices: u32,
+    /// Fleet seed: device ids are sim-SEED-INDEX, passwords derive from both.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    pub rate: Rate,
-    /// Default: 60 s, or until every device is enrolled with `enrol_only`.
+    /// Session starts per second, or `max` (as fast as --concurrency allows).
+    #[arg(long, conflicts_with = "period")]
+    pub rate: Option<Rate>,
+    /// Each device syncs once per this many seconds (rate = devices / period) [default: 900].
+    #[arg(long)]
+    pub period: Option<f64>,
+    /// Seconds to generate load [default: 60; with --enrol-only, until every device is enrolled].
+    #[arg(long, value_parser = seconds)]
     pub duration: Option<Duration>,
+    /// Most sessions in flight at once.
+    #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// New events per session, sent in PutEvents calls of up to 100.
+    #[arg(long, default_value_t = 1)]
     pub events_per_session: u32,
+    /// Share of sessions sending a burst of --burst-calls PutEvents calls of 10 events instead.
+    #[arg(long, default_value_t = 0.01)]
     pub event_burst: f64,
+    /// PutEvents calls in a burst.
+    #[arg(long, default_value_t = 5)]
     pub burst_calls: u32,
+    /// Share of sessions in which the device's settings and state change first.
+    #[arg(long, default_value_t = 0.02)]
     pub changing_share: f64,
+    /// Update file to download (klft-GetFileInfo + klft-GetNextFileChunk).
+    #[arg(long)]
     pub download: Option<String>,
+    /// Share of sessions that download --download.
+    #[arg(long, default_value_t = 1.0)]
     pub download_share: f64,
+    /// Bytes asked for per chunk.
+    #[arg(long, default_value_t = 32768)]
     pub chunk_size: u64,
-    pub tls_resumption: bool,
-    /// All calls of a session on one connection (`true`), or a new connection per call.
+    /// TLS session resumption.
+    #[arg(long, value_enum, default_value = "on")]
+    pub tls_resumption: OnOff,
+    /// All calls of a session on one connection (the default).
+    #[arg(long, conflicts_with = "connection_per_call")]
     pub keep_alive: bool,
-    /// Per call, including connecting.
+    /// A new connection for every call.
+    #[arg(long)]
+    pub connection_per_call: bool,
+    /// Seconds per call, connecting included.
+    #[arg(long, value_parser = seconds, default_value = "30")]
     pub timeout: Duration,
+    /// Where the fleet remembers its devices between runs.
+    #[arg(long, default_value = "./sim-state")]
     pub state_dir: PathBuf,
-    /// Every device not yet enrolled runs its first session once, as fast as allowed.
+    /// Run each not-yet-enrolled device's first session once, as fast as allowed.
+    #[arg(long)]
     pub enrol_only: bool,
-    pub baseline: BaselineMode,
+    /// Also run the scenario, first, against a do-nothing responder started in this process.
+    #[arg(long, conflicts_with = "baseline_server")]
+    pub baseline: bool,
+    /// Run the scenario first against a do-nothing responder at HOST:PORT (see --serve-baseline).
+    #[arg(long)]
+    pub baseline_server: Option<String>,
     /// Show a progress bar on stderr (when it is a terminal).
+    #[arg(skip)]
     pub progress: bool,
     /// Stop early on SIGINT/SIGTERM, still reporting and saving the fleet.
+    #[arg(skip)]
     pub stop_on_signal: bool,
 }
 
 impl Default for SimOptions {
+    /// The defaults of the command line's flags.
     fn default() -> Self {
-        SimOptions {
-            server: None,
-            tls_name: None,
-            trust: None,
-            devices: 1000,
-            seed: 1,
-            rate: Rate::Period(900.0),
-            duration: None,
-            concurrency: 256,
-            events_per_session: 1,
-            event_burst: 0.01,
-            burst_calls: 5,
-            changing_share: 0.02,
-            download: None,
-            download_share: 1.0,
-            chunk_size: 32768,
-            tls_resumption: true,
-            keep_alive: true,
-            timeout: Duration::from_secs(30),
-            state_dir: PathBuf::from("./sim-state"),
-            enrol_only: false,
-            baseline: BaselineMode::None,
-            progress: false,
-            stop_on_signal: false,
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            options: SimOptions,
         }
+        <Flags as clap::Parser>::parse_from(["simulate"]).options
     }
 }
 
@@ -251,7 +295,7 @@ impl SimOptions {
         if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK {
             return bad(format!("--chunk-size must be between 1 and {MAX_CHUNK}"));
         }
-        match self.rate {
+        match self.rate() {
             Rate::PerSecond(r) if !(r.is_finite() && r > 0.0) => {
                 return bad("--rate must be positive".into())
             }
@@ -263,10 +307,32 @@ impl SimOptions {
         if self.duration.is_some_and(|d| d.is_zero()) {
             return bad("--duration must be positive".into());
         }
-        if self.server.is_none() && self.baseline == BaselineMode::None {
+        if self.server.is_none() && self.baseline_mode() == BaselineMode::None {
             return bad("give --server, --baseline or --baseline-server".into());
         }
         Ok(())
+    }
+
+    /// How often sessions start: `--rate`, or the fleet's `--period` (15 minutes by default).
+    pub fn rate(&self) -> Rate {
+        self.rate
+            .unwrap_or(Rate::Period(self.period.unwrap_or(900.0)))
+    }
+
+    pub fn baseline_mode(&self) -> BaselineMode {
+        match (&self.baseline_server, self.baseline) {
+            (Some(addr), _) => BaselineMode::Server(addr.clone()),
+            (None, true) => BaselineMode::InProcess,
+            (None, false) => BaselineMode::None,
+        }
+    }
+
+    fn keep_alive(&self) -> bool {
+        !self.connection_per_call
+    }
+
+    fn tls_resumption(&self) -> bool {
+        self.tls_resumption == OnOff::On
     }
 
     fn scenario(&self) -> Scenario {
@@ -283,12 +349,13 @@ impl SimOptions {
     }
 
     fn trust(&self) -> Result<Trust, SimError> {
-        match &self.trust {
-            Some(t) => Ok(t.clone()),
-            None if Path::new(DEFAULT_SERVER_CERT).exists() => {
+        match (&self.cafile, self.insecure) {
+            (Some(path), _) => Ok(Trust::CaFile(path.clone())),
+            (None, true) => Ok(Trust::Insecure),
+            (None, false) if Path::new(DEFAULT_SERVER_CERT).exists() => {
                 Ok(Trust::CaFile(DEFAULT_SERVER_CERT.into()))
             }
-            None => Err(SimError::Options(format!(
+            (None, false) => Err(SimError::Options(format!(
                 "no {DEFAULT_SERVER_CERT}: give --cafile PEM or --insecure"
             ))),
         }
@@ -335,7 +402,7 @@ async fn remote_target(
 pub async fn run(opts: SimOptions) -> Result<Report, SimError> {
     opts.validate()?;
     let scenario = Arc::new(opts.scenario());
-    let rate = opts.rate.per_second(opts.devices);
+    let rate = opts.rate().per_second(opts.devices);
     let duration = match (opts.duration, opts.enrol_only) {
         (Some(d), _) => Some(d),
         (None, true) => None,
@@ -359,7 +426,7 @@ pub async fn run(opts: SimOptions) -> Result<Report, SimError> {
         rate: if opts.enrol_only { None } else { rate },
         duration,
         concurrency: opts.concurrency,
-        keep_alive: opts.keep_alive,
+        keep_alive: opts.keep_alive(),
         timeout: opts.timeout,
         devices: opts.devices,
         enrol: enrol_list.clone(),
@@ -367,13 +434,13 @@ pub async fn run(opts: SimOptions) -> Result<Report, SimError> {
         stop: stop_rx.clone(),
     };
 
-    let baseline = match &opts.baseline {
+    let baseline = match &opts.baseline_mode() {
         BaselineMode::None => None,
         BaselineMode::InProcess => {
             let responder = baseline::start(SocketAddr::from(([127, 0, 0, 1], 0)), None).await?;
             let config = client_config(
                 &Trust::CaFile(responder.cert_path.clone()),
-                opts.tls_resumption,
+                opts.tls_resumption(),
             )?;
             let target = Target::new("baseline", responder.addr(), "localhost", config)?;
             let report = drive(target, Arc::new(fleet.scratch_copy())).run().await;
@@ -386,7 +453,7 @@ pub async fn run(opts: SimOptions) -> Result<Report, SimError> {
                 server,
                 None,
                 &opts.trust()?,
-                opts.tls_resumption,
+                opts.tls_resumption(),
             )
             .await?;
             Some(drive(target, Arc::new(fleet.scratch_copy())).run().await)
@@ -400,7 +467,7 @@ pub async fn run(opts: SimOptions) -> Result<Report, SimError> {
                 server,
                 opts.tls_name.as_deref(),
                 &opts.trust()?,
-                opts.tls_resumption,
+                opts.tls_resumption(),
             )
             .await?;
             let report = drive(target, fleet.clone()).run().await;
@@ -475,9 +542,11 @@ mod tests {
     #[test]
     fn options_are_validated() {
         let ok = SimOptions {
-            baseline: BaselineMode::InProcess,
+            baseline: true,
             ..SimOptions::default()
         };
+        assert_eq!(ok.rate(), Rate::Period(900.0), "the flags' defaults");
+        assert_eq!(ok.timeout, Duration::from_secs(30));
         assert!(ok.validate().is_ok());
         for broken in [
             SimOptions {
@@ -501,7 +570,7 @@ mod tests {
                 ..ok.clone()
             },
             SimOptions {
-                rate: Rate::Period(0.0),
+                period: Some(0.0),
                 ..ok.clone()
             },
             SimOptions {
@@ -509,7 +578,7 @@ mod tests {
                 ..ok.clone()
             },
             SimOptions {
-                baseline: BaselineMode::None,
+                baseline: false,
                 ..ok.clone()
             },
         ] {

@@ -19,8 +19,8 @@ pub const FORMAT: &str = "mobile-admin-dump";
 pub const VERSION: i64 = 1;
 
 /// Every table a dump carries, parents before children so that foreign keys hold at each insert.
-/// `device_infections` and `revisions` come last: triggers write them while earlier tables load, and
-/// the dumped rows then replace what the triggers wrote. Sessions are not carried: they live minutes,
+/// `outbox`, `device_infections` and `revisions` come after what triggers write them from, and the
+/// dumped rows then replace what the triggers wrote. Sessions are not carried: they live minutes,
 /// and devices simply begin new ones.
 pub const TABLES: &[&str] = &[
     "groups",
@@ -31,17 +31,23 @@ pub const TABLES: &[&str] = &[
     "device_settings",
     "policy",
     "subscriptions",
+    "accounts",
+    "tokens",
     "audit",
     "events",
+    "outbox",
+    "bus_cursors",
     "device_infections",
     "revisions",
 ];
 
-/// Tables that exist in the schema but are deliberately not dumped.
-pub const NOT_DUMPED: &[&str] = &["sessions"];
+/// Tables that exist in the schema but are deliberately not dumped: they hold only what matters for
+/// minutes (sessions, counts of failed logins).
+pub const NOT_DUMPED: &[&str] = &["sessions", "login_failures"];
 
 /// Tables that triggers write while earlier tables load: cleared before their dumped rows go in.
-pub const DERIVED: &[&str] = &["device_infections", "revisions"];
+/// The outbox is carried whole, so that export sinks carry on from their cursors.
+pub const DERIVED: &[&str] = &["outbox", "device_infections", "revisions"];
 
 /// Tables the migrations fill before any import (their seed rows are replaced by the dump's).
 pub const SEEDED: &[&str] = &["groups", "revisions"];

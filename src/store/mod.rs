@@ -1,37 +1,118 @@
-//! Persistence: the [`Store`] trait and its backends. Only this module writes SQL.
+//! Persistence: role traits and their two backends. Only this module writes SQL.
+//!
+//! Each role is a trait ([`DeviceStore`], [`EventStore`], [`AdminStore`], [`IdentityStore`],
+//! [`ThrottleStore`], [`SessionStore`], [`BusStore`], [`Maintenance`]); [`Store`] is all of them. The SQLite
+//! backend (`sqlite/`, on rusqlite) and the PostgreSQL one (`postgres/`, on sqlx) implement each.
+//! Most statements are written once, in `shared/`, over the [`sql::Conn`] interface both backends
+//! provide; what each backend writes natively is its hot path (event intake, the reads of every
+//! device call) and what only it has (SQLite's writer thread, PostgreSQL's notifications).
 
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::soap::{Params, Value};
+use crate::soap::Params;
 
 pub mod dump;
+mod engine;
 pub mod model;
 pub mod postgres;
+mod shared;
+pub mod sql;
 pub mod sqlite;
 mod wal_sync;
 
 pub use model::*;
 
-/// Why a storage operation failed. Never shown to devices as is: the protocol layer maps it to a
-/// generic "unavailable" error so that SQL and paths do not leak.
-#[derive(Debug, thiserror::Error)]
+/// Why a storage operation failed, in the few kinds each surface maps once to its own error form.
+/// The texts may name tables and values: surfaces log them, and show devices and admins only what
+/// the kind says.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database URL (expected sqlite:// or postgres://)")]
-    UnsupportedUrl,
-    #[error("the store is closed")]
-    Closed,
-    #[error("stored data is malformed: {0}")]
-    Corrupt(String),
+    /// The object the operation names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation conflicts with what is stored (a duplicate name, a group that is not empty).
+    #[error("{0}")]
+    Conflict(String),
+    /// The input cannot be stored (a malformed value, a database URL of an unknown kind).
     #[error("{0}")]
     Invalid(String),
+    /// The database cannot be reached or is busy; the operation may succeed later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug, or stored data that does not read back.
+    #[error("internal store error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// Stored data that does not read back as it should.
+    pub fn corrupt(what: impl std::fmt::Display) -> StoreError {
+        StoreError::Internal(format!("stored data is malformed: {what}"))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        use sqlx::Error as E;
+        match &e {
+            E::Database(db) => match db.code().as_deref() {
+                Some("23505") | Some("23503") | Some("23P01") => {
+                    StoreError::Conflict(db.message().to_string())
+                }
+                Some("23514") | Some("23502") | Some("22P02") | Some("22001") => {
+                    StoreError::Invalid(db.message().to_string())
+                }
+                Some(code) if code.starts_with("08") || code.starts_with("57") => {
+                    StoreError::Unavailable(db.message().to_string())
+                }
+                Some("40P01") | Some("40001") | Some("53300") => {
+                    StoreError::Unavailable(db.message().to_string())
+                }
+                _ => StoreError::Internal(e.to_string()),
+            },
+            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
+                StoreError::Unavailable(e.to_string())
+            }
+            E::RowNotFound => StoreError::NotFound(e.to_string()),
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> StoreError {
+        match e {
+            sqlx::migrate::MigrateError::Execute(e) => e.into(),
+            other => StoreError::Internal(format!("migration failed: {other}")),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        use rusqlite::ffi::ErrorCode as C;
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                C::ConstraintViolation => match f.extended_code {
+                    // CHECK and NOT NULL constraints: the value cannot be stored.
+                    275 | 1299 => StoreError::Invalid(e.to_string()),
+                    _ => StoreError::Conflict(e.to_string()),
+                },
+                C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::DiskFull
+                | C::CannotOpen
+                | C::SystemIoFailure
+                | C::ReadOnly
+                | C::OutOfMemory => StoreError::Unavailable(e.to_string()),
+                _ => StoreError::Internal(e.to_string()),
+            },
+            rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound(e.to_string()),
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -43,29 +124,9 @@ pub enum Backend {
     Postgres,
 }
 
-/// A group of devices, a node of the group tree.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Group {
-    pub id: i64,
-    pub parent_id: Option<i64>,
-    pub name: String,
-}
-
-/// The root of the group tree and the group of devices whose app info has not arrived yet.
-pub const ROOT_GROUP: i64 = 1;
-pub const UNASSIGNED_GROUP: i64 = 2;
-
-/// Everything the server persists. One implementation per database; the protocol code sees only this.
-/// Writes are durable when the call returns.
+/// What the device protocol reads and writes on every call.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
-    fn backend(&self) -> Backend;
-    /// Applies pending migrations (also done by [`open`]).
-    async fn migrate(&self) -> Result<()>;
-    /// Flushes and closes connections; later calls fail.
-    async fn close(&self);
-
-    // --- devices and enrolment ---
+pub trait DeviceStore: Send + Sync + 'static {
     async fn device_login(&self, device_id: &str) -> Result<Option<DeviceLogin>>;
     /// Records the password of a device on first contact: inserts it, or sets the credential of a
     /// pre-registered (or reset) row. `None` when another login enrolled the id first.
@@ -75,26 +136,18 @@ pub trait Store: Send + Sync + 'static {
         credential: &[u8],
         seen: &Seen,
     ) -> Result<Option<i64>>;
-    /// Pre-registers a device id (for closed enrolment). Idempotent; returns the row id.
-    async fn register_device(&self, device_id: &str, actor: &str) -> Result<i64>;
-    /// Forgets a device's credential so that it enrols again on its next login.
-    async fn reset_device(&self, device_id: &str, actor: &str) -> Result<bool>;
-    async fn set_device_blocked(&self, device_id: &str, blocked: bool, actor: &str)
-        -> Result<bool>;
     /// Records when and from where a device was last seen. Not an acknowledgement of anything, so
     /// backends may coalesce these and write them within about a second (and on close) instead of
     /// on the caller's time; a crash can lose that last second of "last seen" times.
     async fn touch_device(&self, device: i64, seen: &Seen) -> Result<()>;
     async fn device_count(&self) -> Result<i64>;
-
-    // --- sync ---
     async fn sync_record(&self, device: i64) -> Result<SyncRecord>;
     async fn settings(&self, device: i64) -> Result<SettingsRecord>;
-    /// Persists one sync result with the device's sync state, in one transaction.
+    /// Persists what one sync result writes, with the device's sync state, in one transaction.
     async fn record_result(
         &self,
         device: i64,
-        result: &SyncResult,
+        write: &SyncWrite,
         now: OffsetDateTime,
     ) -> Result<Recorded>;
     async fn revisions(&self) -> Result<Revisions>;
@@ -102,10 +155,13 @@ pub trait Store: Send + Sync + 'static {
     async fn group_chain(&self, group: i64) -> Result<Vec<i64>>;
     async fn policy_rows(&self, groups: &[i64]) -> Result<Vec<PolicyRow>>;
     async fn subscription_rows(&self, groups: &[i64]) -> Result<Vec<SubscriptionRow>>;
+}
 
-    // --- events ---
+/// Device events: intake and queries.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync + 'static {
     /// Stores the events of one PutEvents call atomically; an event id already stored for the device
-    /// is skipped. Returns once they are committed.
+    /// is skipped. Returns once they are committed and durable.
     async fn store_events(
         &self,
         device: i64,
@@ -113,32 +169,158 @@ pub trait Store: Send + Sync + 'static {
         seen: &Seen,
     ) -> Result<()>;
     async fn event_count(&self) -> Result<i64>;
-
-    // --- administration ---
-    async fn groups(&self) -> Result<Vec<Group>>;
-    /// The child of `parent` called `name`, created if missing.
-    async fn ensure_group(&self, parent: i64, name: &str) -> Result<i64>;
-    async fn move_device(&self, device_id: &str, group: i64, actor: &str) -> Result<bool>;
-    /// Merges `changes` into the device's pending settings; they are pushed at its next sync.
-    async fn queue_settings(&self, device_id: &str, changes: &Params, actor: &str) -> Result<bool>;
-    async fn set_policy(
+    /// Events matching `query`, newest first.
+    async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>>;
+    /// The events of rows `from..=to` (in id order), and of the given row ids.
+    async fn events_by_rows(
         &self,
+        range: Option<(i64, i64)>,
+        ids: &[i64],
+    ) -> Result<Vec<EventRecord>>;
+}
+
+/// The objects admins manage. Every change is recorded in the audit trail, and put on the bus, in
+/// its own transaction; the audit entry is returned with the changed object.
+#[async_trait::async_trait]
+pub trait AdminStore: Send + Sync + 'static {
+    async fn groups(&self) -> Result<Vec<Group>>;
+    async fn group(&self, id: i64) -> Result<Option<Group>>;
+    /// The child of `parent` called `name`, created if missing (devices' presumed groups; not
+    /// audited: no admin made it).
+    async fn ensure_group(&self, parent: i64, name: &str) -> Result<i64>;
+    async fn create_group(
+        &self,
+        parent: i64,
+        name: &str,
+        by: &Actor,
+    ) -> Result<(Group, AuditEntry)>;
+    async fn rename_group(&self, id: i64, name: &str, by: &Actor) -> Result<(Group, AuditEntry)>;
+    /// Moves `id` under `parent`; refused (invalid) if `parent` is `id` or one of its descendants.
+    async fn move_group(&self, id: i64, parent: i64, by: &Actor) -> Result<(Group, AuditEntry)>;
+    /// Deletes an empty group: a group with child groups or devices is a conflict.
+    async fn delete_group(&self, id: i64, by: &Actor) -> Result<AuditEntry>;
+
+    async fn devices(&self, filter: &DeviceFilter, page: PageRequest)
+        -> Result<Page<DeviceRecord>>;
+    async fn device(&self, device_id: &str) -> Result<Option<DeviceDetail>>;
+    /// Pre-registers a device id (closed enrolment) in `group`.
+    async fn register_device(
+        &self,
+        device_id: &str,
         group: i64,
-        path: &str,
-        value: &Value,
-        locked: bool,
-        actor: &str,
-    ) -> Result<()>;
+        by: &Actor,
+    ) -> Result<(DeviceRecord, AuditEntry)>;
+    async fn move_device(
+        &self,
+        device_id: &str,
+        group: i64,
+        by: &Actor,
+    ) -> Result<(DeviceRecord, AuditEntry)>;
+    async fn set_device_status(
+        &self,
+        device_id: &str,
+        status: DeviceStatus,
+        by: &Actor,
+    ) -> Result<(DeviceRecord, AuditEntry)>;
+    /// Forgets a device's credential so that it enrols again on its next login.
+    async fn reset_device(&self, device_id: &str, by: &Actor)
+        -> Result<(DeviceRecord, AuditEntry)>;
+    /// Deletes a device with everything it reported (its events included).
+    async fn delete_device(&self, device_id: &str, by: &Actor) -> Result<AuditEntry>;
+    /// Merges `changes` into the device's pending settings (with [`crate::sync::policy::apply_changes`]);
+    /// they are pushed at its next sync.
+    async fn queue_settings(
+        &self,
+        device_id: &str,
+        changes: &Params,
+        by: &Actor,
+    ) -> Result<(SettingsRecord, AuditEntry)>;
+
+    async fn policy_of(&self, group: i64) -> Result<Vec<PolicyEntry>>;
+    /// Sets the row of `row.group_id` at `row.path`, creating it if missing.
+    async fn set_policy(&self, row: &PolicyRow, by: &Actor) -> Result<(PolicyEntry, AuditEntry)>;
+    /// Replaces the row `id` of `row.group_id`.
+    async fn update_policy(
+        &self,
+        id: i64,
+        row: &PolicyRow,
+        by: &Actor,
+    ) -> Result<(PolicyEntry, AuditEntry)>;
+    async fn delete_policy(&self, group: i64, id: i64, by: &Actor) -> Result<AuditEntry>;
+
+    async fn subscriptions_of(&self, group: i64) -> Result<Vec<SubscriptionRow>>;
+    /// Adds or removes an event type; `None` when nothing changed.
     async fn set_subscription(
         &self,
-        group: i64,
-        severity: i32,
-        event_type: &str,
+        row: &SubscriptionRow,
         subscribed: bool,
-        actor: &str,
-    ) -> Result<()>;
+        by: &Actor,
+    ) -> Result<Option<AuditEntry>>;
 
-    // --- sessions shared between server nodes ---
+    async fn audit(&self, query: &AuditQuery) -> Result<Page<AuditEntry>>;
+}
+
+/// Admin accounts, their API tokens and the login throttle.
+#[async_trait::async_trait]
+pub trait IdentityStore: Send + Sync + 'static {
+    async fn account_count(&self) -> Result<i64>;
+    async fn create_account(
+        &self,
+        name: &str,
+        role: &str,
+        password_hash: &str,
+        by: &Actor,
+    ) -> Result<(Account, AuditEntry)>;
+    /// An account and its password hash.
+    async fn account_by_name(&self, name: &str) -> Result<Option<(Account, String)>>;
+    async fn account(&self, id: i64) -> Result<Option<Account>>;
+    async fn accounts(&self) -> Result<Vec<Account>>;
+    async fn set_password(&self, id: i64, password_hash: &str, by: &Actor) -> Result<AuditEntry>;
+    async fn set_account_disabled(&self, id: i64, disabled: bool, by: &Actor)
+        -> Result<AuditEntry>;
+
+    /// Creates a token after deleting the account's expired ones; refused with
+    /// [`TokenCapReached`] when the account holds `max_tokens` active and revoked API tokens.
+    async fn create_token(
+        &self,
+        token: &NewToken,
+        max_tokens: u64,
+        by: &Actor,
+    ) -> Result<std::result::Result<(TokenRecord, AuditEntry), TokenCapReached>>;
+    async fn token_by_subject(&self, subject: &str) -> Result<Option<TokenRecord>>;
+    async fn token(&self, id: i64) -> Result<Option<TokenRecord>>;
+    async fn tokens_of(&self, account: i64) -> Result<Vec<TokenRecord>>;
+    async fn revoke_token(
+        &self,
+        id: i64,
+        now: OffsetDateTime,
+        by: &Actor,
+    ) -> Result<(TokenRecord, AuditEntry)>;
+    /// Deletes a token; one that has not expired yet is a conflict.
+    async fn delete_token(&self, id: i64, now: OffsetDateTime, by: &Actor) -> Result<AuditEntry>;
+}
+
+/// Failed logins, counted in the database so that every node shares one budget. Read at every
+/// login: the reads are part of each backend's hot path.
+#[async_trait::async_trait]
+pub trait ThrottleStore: Send + Sync + 'static {
+    /// Recent failed logins counted under each key (since `since`); keys without any are left out.
+    async fn failures(&self, keys: &[String], since: OffsetDateTime) -> Result<Vec<(String, u32)>>;
+    /// Counts one failure under each key; a count older than `since` starts again.
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        now: OffsetDateTime,
+        since: OffsetDateTime,
+    ) -> Result<()>;
+    async fn clear_failures(&self, keys: &[String]) -> Result<()>;
+    /// Deletes counts older than `since` (they count as zero already); returns how many.
+    async fn forget_failures(&self, since: OffsetDateTime) -> Result<u64>;
+}
+
+/// Device sessions, for nodes that share them.
+#[async_trait::async_trait]
+pub trait SessionStore: Send + Sync + 'static {
     /// Inserts a session and deletes the device's oldest ones beyond `per_device`, in one write.
     /// Unless `may_grow`, the session must replace one of the device's own: with none to replace,
     /// nothing is written and `None` returned. Otherwise returns how many sessions were replaced.
@@ -148,9 +330,6 @@ pub trait Store: Send + Sync + 'static {
         per_device: usize,
         may_grow: bool,
     ) -> Result<Option<u64>>;
-    /// Deletes every session of a device; returns how many.
-    async fn remove_device_sessions(&self, device: i64) -> Result<u64>;
-    async fn session_count(&self) -> Result<u64>;
     /// The session `id` if it is live by `cutoff`, its last use moved to `now`; an expired one is
     /// deleted and `None` returned.
     async fn touch_session(
@@ -162,10 +341,43 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the session's data and last use; a no-op if it ended meanwhile.
     async fn update_session(&self, session: &StoredSession) -> Result<()>;
     async fn remove_session(&self, id: &str) -> Result<bool>;
+    /// Deletes every session of a device; returns how many.
+    async fn remove_device_sessions(&self, device: i64) -> Result<u64>;
     /// Deletes the sessions that are not live by `cutoff`; returns how many.
     async fn sweep_sessions(&self, cutoff: &SessionCutoff) -> Result<u64>;
+    async fn session_count(&self) -> Result<u64>;
+}
 
-    // --- moving a deployment (see [`dump`]) ---
+/// The outbox of the event bus: what was committed, in commit order, for every node to read.
+#[async_trait::async_trait]
+pub trait BusStore: Send + Sync + 'static {
+    /// Appends an entry in a transaction of its own.
+    async fn publish(
+        &self,
+        topic: &str,
+        object_id: Option<&str>,
+        payload: Option<serde_json::Value>,
+    ) -> Result<()>;
+    /// Entries after `seq`, in order, at most `limit`.
+    async fn bus_after(&self, seq: i64, limit: u32) -> Result<Vec<BusRecord>>;
+    /// The last entry's `seq` (0 if none).
+    async fn bus_head(&self) -> Result<i64>;
+    /// Gives new entries their place in the order, where that happens after commit (PostgreSQL);
+    /// returns whether it did anything.
+    async fn sequence(&self) -> Result<bool>;
+    /// Resolves when entries may have been added (a hint: readers still read to know).
+    async fn bus_changed(&self);
+    /// A durable consumer's position.
+    async fn cursor(&self, consumer: &str) -> Result<Option<i64>>;
+    async fn set_cursor(&self, consumer: &str, seq: i64) -> Result<()>;
+}
+
+/// The database as a whole.
+#[async_trait::async_trait]
+pub trait Maintenance: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// Flushes and closes connections; later calls fail.
+    async fn close(&self);
     /// The newest migration applied to this database.
     async fn schema_version(&self) -> Result<i64>;
     /// Writes every table of [`dump::TABLES`] to `out`, header and trailer included; returns the
@@ -180,26 +392,29 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<u64>;
 }
 
-/// How many of a device's `existing` sessions a new one leaves in place (see
-/// [`Store::insert_session`]); `None` when the new session may not be added at all.
-pub(crate) fn sessions_to_keep(existing: i64, per_device: usize, may_grow: bool) -> Option<i64> {
-    let per_device = i64::try_from(per_device.max(1)).unwrap_or(i64::MAX);
-    match (may_grow, existing) {
-        (true, _) => Some(per_device - 1),
-        (false, 0) => None,
-        (false, n) => Some(n.min(per_device) - 1),
-    }
+/// Everything the server persists.
+pub trait Store:
+    DeviceStore
+    + EventStore
+    + AdminStore
+    + IdentityStore
+    + ThrottleStore
+    + SessionStore
+    + BusStore
+    + Maintenance
+{
 }
 
-/// Which backend a database URL names.
-pub fn backend_of(url: &str) -> Result<Backend> {
-    if url.starts_with("sqlite:") {
-        Ok(Backend::Sqlite)
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(Backend::Postgres)
-    } else {
-        Err(StoreError::UnsupportedUrl)
-    }
+impl<T> Store for T where
+    T: DeviceStore
+        + EventStore
+        + AdminStore
+        + IdentityStore
+        + ThrottleStore
+        + SessionStore
+        + BusStore
+        + Maintenance
+{
 }
 
 /// How the store talks to its database.
@@ -218,6 +433,19 @@ impl Default for StoreOptions {
     }
 }
 
+/// Which backend a database URL names.
+pub fn backend_of(url: &str) -> Result<Backend> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(StoreError::Invalid(
+            "unsupported database URL (expected sqlite:// or postgres://)".into(),
+        ))
+    }
+}
+
 /// Opens the database named by `url`, creating it if needed, and applies the migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     open_with(url, StoreOptions::default()).await
@@ -225,62 +453,31 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 
 /// [`open`] with options.
 pub async fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>> {
-    let store: Arc<dyn Store> = match backend_of(url)? {
+    Ok(match backend_of(url)? {
         Backend::Sqlite => Arc::new(sqlite::SqliteStore::open(url).await?),
         Backend::Postgres => Arc::new(postgres::PgStore::open(url, options).await?),
-    };
-    if let Err(e) = store.migrate().await {
-        store.close().await;
-        return Err(e);
+    })
+}
+
+/// How many of a device's `existing` sessions a new one leaves in place (see
+/// [`SessionStore::insert_session`]); `None` when the new session may not be added at all.
+pub(crate) fn sessions_to_keep(existing: i64, per_device: usize, may_grow: bool) -> Option<i64> {
+    let per_device = i64::try_from(per_device.max(1)).unwrap_or(i64::MAX);
+    match (may_grow, existing) {
+        (true, _) => Some(per_device - 1),
+        (false, 0) => None,
+        (false, n) => Some(n.min(per_device) - 1),
     }
-    Ok(store)
 }
 
 /// The dump refuses a database that already holds data: importing into it would mix two deployments.
 fn not_empty(table: &str) -> StoreError {
-    StoreError::Invalid(format!(
+    StoreError::Conflict(format!(
         "the target database is not empty (table {table} has rows): import into a new database"
     ))
 }
 
-/// A value bound into an admin change of one device.
-pub(crate) enum SqlValue {
-    Text(String),
-    Int(i64),
-}
-
-/// Who changes which device, and what the audit trail says about it.
-pub(crate) struct DeviceChange {
-    pub(crate) device_id: String,
-    pub(crate) actor: String,
-    pub(crate) action: &'static str,
-    pub(crate) details: serde_json::Value,
-}
-
-impl DeviceChange {
-    pub(crate) fn new(
-        device_id: &str,
-        actor: &str,
-        action: &'static str,
-        details: serde_json::Value,
-    ) -> Self {
-        DeviceChange {
-            device_id: device_id.to_string(),
-            actor: actor.to_string(),
-            action,
-            details,
-        }
-    }
-}
-
 /// Timestamps are stored as RFC 3339 UTC text in SQLite (readable by admins in any SQL shell).
 pub(crate) fn timestamp(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("any UTC date formats as RFC 3339")
-}
-
-/// The `value_type`/`value` columns of a policy row for a parameter value.
-pub fn policy_value(value: &Value) -> Result<(&'static str, String)> {
-    crate::sync::policy::encode_row_value(value).map_err(StoreError::Invalid)
+    crate::sync::policy::rfc3339(t)
 }

@@ -3,8 +3,14 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::soap::{AppInfo, AppState, ParamError, Params};
+use crate::soap::Params;
+pub use crate::sync::policy::{PolicyRow, SubscriptionRow};
+pub use crate::sync::result::{SettingsWrite, SyncColumn, SyncResult, SyncWrite};
 use crate::sync::Known;
+
+/// The root of the group tree and the group of devices whose app info has not arrived yet.
+pub const ROOT_GROUP: i64 = 1;
+pub const UNASSIGNED_GROUP: i64 = 2;
 
 /// What SessionBegin needs to know about a device id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,28 +31,11 @@ pub struct SyncRecord {
 }
 
 /// The device's settings tree and the admin's pending changes to it.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct SettingsRecord {
     pub current: Option<Params>,
     pub pending: Option<Params>,
     pub pending_rev: i64,
-}
-
-/// One policy row as an admin wrote it (see the README for the value formats).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyRow {
-    pub group_id: i64,
-    pub path: String,
-    pub value_type: String,
-    pub value: String,
-    pub locked: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubscriptionRow {
-    pub group_id: i64,
-    pub severity: i32,
-    pub event_type: String,
 }
 
 /// The change counters of the policy and subscription tables (bumped by triggers).
@@ -54,37 +43,6 @@ pub struct SubscriptionRow {
 pub struct Revisions {
     pub policy: i64,
     pub subscriptions: i64,
-}
-
-/// A device's answer to one sync command, as it is persisted.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SyncResult {
-    AppInfo(Box<AppInfo>),
-    AppState(AppState),
-    /// SETTINGS_GET: the device's settings and their hash.
-    SettingsReported {
-        hash: Vec<u8>,
-        tree: Params,
-    },
-    /// SETTINGS_PUT acknowledged: the tree that was pushed and the pending revision it carried.
-    SettingsPushed {
-        hash: Vec<u8>,
-        tree: Params,
-        rev: i64,
-    },
-    PolicyPushed {
-        hash: Vec<u8>,
-        digest: Vec<u8>,
-    },
-    SubscriptionsPushed {
-        hash: Vec<u8>,
-        digest: Vec<u8>,
-    },
-    /// The device answered `command` with CmdError.
-    Failed {
-        command: i32,
-        error: ParamError,
-    },
 }
 
 /// What recording a result changed beyond the sync state.
@@ -118,4 +76,295 @@ pub struct StoredSession {
 pub struct SessionCutoff {
     pub used_since: OffsetDateTime,
     pub created_since: OffsetDateTime,
+}
+
+/// Who made a change, and from where: the audit trail's "who".
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Actor {
+    /// The admin account, or a name for the server itself (`system`) or a device (`device:ID`).
+    pub account: String,
+    /// The subject of the API token the change was made with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The address the request came from, if it came over the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+impl Actor {
+    /// The server acting on its own (start-up, the command line on the server's machine).
+    pub fn system(name: &str) -> Actor {
+        Actor {
+            account: name.to_string(),
+            token: None,
+            address: None,
+        }
+    }
+}
+
+/// A group of devices, a node of the group tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: i64,
+    pub parent_id: Option<i64>,
+    pub name: String,
+}
+
+/// Whether a device may connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceStatus {
+    Active,
+    Blocked,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Active => "active",
+            DeviceStatus::Blocked => "blocked",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DeviceStatus> {
+        match text {
+            "active" => Some(DeviceStatus::Active),
+            "blocked" => Some(DeviceStatus::Blocked),
+            _ => None,
+        }
+    }
+}
+
+/// Which devices a list shows. Empty lists mean "any".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceFilter {
+    pub group_ids: Vec<i64>,
+    pub statuses: Vec<DeviceStatus>,
+    /// Part of the device id or display name, any case.
+    pub search: Option<String>,
+    /// Only devices that reported a virus (`true`) or none (`false`).
+    pub infected: Option<bool>,
+}
+
+/// A page of a list: `limit` items from `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub offset: u64,
+    pub limit: u64,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        PageRequest {
+            offset: 0,
+            limit: 100,
+        }
+    }
+}
+
+/// One page of a list, and how many items the whole filtered list has.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+/// The last error a device answered a sync command with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncError {
+    pub command: i32,
+    pub code: i32,
+    pub module: Option<String>,
+    pub message: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub at: Option<OffsetDateTime>,
+}
+
+/// A device as lists show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceRecord {
+    pub id: i64,
+    pub device_id: String,
+    pub display_name: Option<String>,
+    pub group_id: i64,
+    pub status: DeviceStatus,
+    /// Whether the device has a password (false: pre-registered or reset, enrols at its next login).
+    pub enrolled: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub first_seen: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_seen: Option<OffsetDateTime>,
+    pub last_address: Option<String>,
+    pub product_name: Option<String>,
+    pub product_version: Option<String>,
+    pub viruses_found: i64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_sync_at: Option<OffsetDateTime>,
+    pub last_error: Option<SyncError>,
+}
+
+/// A device with everything it reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceDetail {
+    pub device: DeviceRecord,
+    /// The columns of `device_app_info` (product, licence keys, device fields).
+    pub app_info: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The columns of `device_app_state`.
+    pub app_state: Option<serde_json::Map<String, serde_json::Value>>,
+    pub settings: SettingsRecord,
+}
+
+/// A policy row with its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyEntry {
+    pub id: i64,
+    #[serde(flatten)]
+    pub row: PolicyRow,
+}
+
+/// Which events a query returns. Empty lists mean "any".
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventQuery {
+    /// DeviceIds.
+    pub device_ids: Vec<String>,
+    pub severities: Vec<i32>,
+    pub event_types: Vec<String>,
+    /// Received at or after / before.
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub page: PageRequest,
+}
+
+/// A stored device event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    pub id: i64,
+    pub device_id: String,
+    pub event_id: String,
+    pub severity: Option<i32>,
+    pub product_name: Option<String>,
+    pub product_version: Option<String>,
+    pub event_type: Option<String>,
+    pub event_type_display_name: Option<String>,
+    pub descr: Option<String>,
+    pub locid: Option<i32>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub rise_time: Option<OffsetDateTime>,
+    pub rise_time_ms: Option<i32>,
+    pub par: [Option<String>; 9],
+    pub virus_name: Option<String>,
+    pub object_name: Option<String>,
+    pub truncated: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    pub source_address: String,
+}
+
+/// One entry of the audit trail: who changed what, from where, when, and the object before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: Actor,
+    pub action: String,
+    pub object_kind: String,
+    pub object_id: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// Which audit entries a query returns.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuditQuery {
+    pub object_kind: Option<String>,
+    pub object_id: Option<String>,
+    pub account: Option<String>,
+    pub page: PageRequest,
+}
+
+/// An admin account (people) or integration account (machines).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    pub disabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// What kind of token a token row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// Made on purpose, long-lived, counted against the account's cap.
+    Api,
+    /// Issued by an interactive login, short-lived.
+    Session,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Api => "api",
+            TokenKind::Session => "session",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TokenKind> {
+        match text {
+            "api" => Some(TokenKind::Api),
+            "session" => Some(TokenKind::Session),
+            _ => None,
+        }
+    }
+}
+
+/// A token's row: the JWT itself is never stored, only what identifies and limits it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub subject: String,
+    pub account_id: i64,
+    pub name: String,
+    pub kind: TokenKind,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// A token about to be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    pub subject: String,
+    pub account_id: i64,
+    pub name: String,
+    pub kind: TokenKind,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// Why a token could not be created: the account holds `max` active and revoked tokens, and the
+/// first of them expires at `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCapReached {
+    pub max: u64,
+    pub until: OffsetDateTime,
+}
+
+/// An entry of the event bus's outbox, in commit order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BusRecord {
+    pub seq: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub topic: String,
+    pub object_id: Option<String>,
+    pub payload: Option<serde_json::Value>,
+    /// Device events this entry stands for: rows of `events` from, to (inclusive).
+    pub events: Option<(i64, i64)>,
 }

@@ -11,8 +11,35 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
 use crate::soap::{Params, Subscriptions, Value};
-use crate::store::{PolicyRow, SubscriptionRow};
+
+/// One policy row as an admin wrote it (see the README for the value formats).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRow {
+    pub group_id: i64,
+    pub path: String,
+    pub value_type: String,
+    pub value: String,
+    pub locked: bool,
+}
+
+/// An event type the devices of a group should send, at a severity (1 info .. 4 critical).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionRow {
+    pub group_id: i64,
+    pub severity: i32,
+    pub event_type: String,
+}
+
+/// `t` as RFC 3339 in UTC, the form timestamps take in policy rows and in SQLite.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .expect("any UTC date formats as RFC 3339")
+}
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const DATE: &[time::format_description::FormatItem<'static>] =
@@ -28,7 +55,7 @@ pub fn encode_row_value(value: &Value) -> Result<(&'static str, String), String>
         Value::Float(f) => ("float", f.to_string()),
         Value::Double(d) => ("double", d.to_string()),
         Value::Date(d) => ("date", d.format(DATE).map_err(|e| e.to_string())?),
-        Value::DateTime(t) => ("datetime", crate::store::timestamp(*t)),
+        Value::DateTime(t) => ("datetime", rfc3339(*t)),
         Value::Binary(b) => ("binary", B64.encode(b)),
         Value::Array(items) => (
             "array",
@@ -144,6 +171,63 @@ pub fn effective_policy(chain: &[i64], rows: &[PolicyRow]) -> (Params, Vec<Skipp
         }
     }
     (tree, skipped)
+}
+
+/// One path of a group's policy, and where its value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Provenance {
+    pub path: String,
+    pub value_type: String,
+    pub value: String,
+    pub locked: bool,
+    /// The group whose row this is.
+    pub group_id: i64,
+    /// Whether devices get it: a locked row that no ancestor's lock overrides and that is valid.
+    pub applied: bool,
+    /// Groups of the chain whose rows for the same path lose to this one.
+    pub shadowed: Vec<i64>,
+}
+
+/// The policy of the last group of `chain` (root first) path by path, with provenance: the value
+/// that wins for each path (the first locked row from the root down; without a lock, the row
+/// nearest the group, which devices do not get), the group it comes from, and the groups it
+/// overrides.
+pub fn provenance(chain: &[i64], rows: &[PolicyRow]) -> Vec<Provenance> {
+    let (_, skipped) = effective_policy(chain, rows);
+    let depth = |group: i64| chain.iter().position(|g| *g == group);
+    let mut by_path: std::collections::BTreeMap<&str, Vec<&PolicyRow>> = Default::default();
+    for row in rows.iter().filter(|r| depth(r.group_id).is_some()) {
+        by_path.entry(&row.path).or_default().push(row);
+    }
+    by_path
+        .into_iter()
+        .map(|(path, mut candidates)| {
+            candidates.sort_by_key(|r| depth(r.group_id));
+            let winner = candidates
+                .iter()
+                .find(|r| r.locked)
+                .or(candidates.last())
+                .copied()
+                .expect("a path has at least one row");
+            let applied = winner.locked
+                && !skipped
+                    .iter()
+                    .any(|s| s.group_id == winner.group_id && s.path == path);
+            Provenance {
+                path: path.to_string(),
+                value_type: winner.value_type.clone(),
+                value: winner.value.clone(),
+                locked: winner.locked,
+                group_id: winner.group_id,
+                applied,
+                shadowed: candidates
+                    .iter()
+                    .filter(|r| r.group_id != winner.group_id)
+                    .map(|r| r.group_id)
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 /// The effective subscriptions: the union of the rows of every group in the chain.
@@ -336,5 +420,33 @@ mod tests {
         assert_eq!(get(&merged, "A/y"), Some(&Value::Int(20)));
         assert_eq!(get(&merged, "B"), Some(&Value::Bool(true)));
         assert_eq!(get(&merged, "C"), Some(&Value::String("new".into())));
+    }
+
+    #[test]
+    fn provenance_names_the_group_each_value_comes_from() {
+        let rows = vec![
+            row(1, "RTP/Enabled", "bool", "true", true),
+            row(1, "Scan/Level", "int", "1", false),
+            row(5, "Scan/Level", "int", "3", true),
+            row(5, "RTP/Enabled", "bool", "false", true),
+            row(9, "Scan/Level", "int", "7", false),
+            row(7, "Other", "int", "1", true),
+        ];
+        let got = provenance(&[1, 5, 9], &rows);
+        let by = |path: &str| got.iter().find(|p| p.path == path).unwrap();
+        let inherited = by("RTP/Enabled");
+        assert_eq!((inherited.group_id, inherited.value.as_str()), (1, "true"));
+        assert!(inherited.locked && inherited.applied);
+        assert_eq!(inherited.shadowed, vec![5], "the child's own lock loses");
+        let overridden = by("Scan/Level");
+        assert_eq!((overridden.group_id, overridden.value.as_str()), (5, "3"));
+        assert!(overridden.applied);
+        assert_eq!(overridden.shadowed, vec![1, 9]);
+        assert!(
+            got.iter().all(|p| p.path != "Other"),
+            "rows outside the chain"
+        );
+        let only_unlocked = provenance(&[1], &rows[1..2]);
+        assert!(!only_unlocked[0].locked && !only_unlocked[0].applied);
     }
 }

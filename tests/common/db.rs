@@ -9,8 +9,7 @@ use std::path::Path;
 
 use rand::RngCore;
 use sqlx::postgres::PgRow;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Column, Connection, Row, TypeInfo, ValueRef};
+use sqlx::{Column, Connection, Row, TypeInfo};
 
 pub use mobile_admin::store::dump::Cell;
 pub use mobile_admin::store::Backend;
@@ -127,30 +126,40 @@ impl Drop for TestDb {
 
 /// Plain SQL on the database a server uses, for checks and for hand edits as an admin would make.
 pub enum Db {
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(std::sync::Mutex<rusqlite::Connection>),
     Postgres(sqlx::PgPool),
 }
 
 impl Db {
     pub async fn connect(url: &str) -> Db {
-        if url.starts_with("sqlite:") {
-            Db::Sqlite(sqlx::SqlitePool::connect(url).await.unwrap())
-        } else {
-            Db::Postgres(sqlx::PgPool::connect(url).await.unwrap())
+        match url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            Some(path) => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(30))
+                    .unwrap();
+                Db::Sqlite(std::sync::Mutex::new(conn))
+            }
+            None => Db::Postgres(sqlx::PgPool::connect(url).await.unwrap()),
         }
     }
 
     /// Runs one statement; returns the number of rows it changed.
     pub async fn execute(&self, sql: &str) -> u64 {
         let result = match self {
-            Db::Sqlite(pool) => sqlx::query(sql)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()),
+            Db::Sqlite(conn) => conn
+                .lock()
+                .unwrap()
+                .execute(sql, [])
+                .map(|n| n as u64)
+                .map_err(|e| e.to_string()),
             Db::Postgres(pool) => sqlx::query(sql)
                 .execute(pool)
                 .await
-                .map(|r| r.rows_affected()),
+                .map(|r| r.rows_affected())
+                .map_err(|e| e.to_string()),
         };
         result.unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
@@ -158,13 +167,9 @@ impl Db {
     /// Every row of a query, each as neutral cells.
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Cell>> {
         match self {
-            Db::Sqlite(pool) => sqlx::query(sql)
-                .fetch_all(pool)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                .iter()
-                .map(sqlite_cells)
-                .collect(),
+            Db::Sqlite(conn) => {
+                sqlite_rows(&conn.lock().unwrap(), sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
             Db::Postgres(pool) => sqlx::query(sql)
                 .fetch_all(pool)
                 .await
@@ -201,27 +206,33 @@ impl Db {
 
     pub async fn close(self) {
         match self {
-            Db::Sqlite(pool) => pool.close().await,
+            Db::Sqlite(conn) => drop(conn),
             Db::Postgres(pool) => pool.close().await,
         }
     }
 }
 
-fn sqlite_cells(row: &SqliteRow) -> Vec<Cell> {
-    (0..row.len())
-        .map(|i| {
-            let raw = row.try_get_raw(i).unwrap();
-            if raw.is_null() {
-                return Cell::Null;
-            }
-            match raw.type_info().name() {
-                "INTEGER" | "BOOLEAN" => Cell::Int(row.get(i)),
-                "REAL" => Cell::Real(row.get(i)),
-                "BLOB" => Cell::Bytes(row.get(i)),
-                _ => Cell::Text(row.get(i)),
-            }
-        })
-        .collect()
+/// SQLite values by the type each value has (SQLite types values, not columns).
+fn sqlite_rows(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<Vec<Vec<Cell>>> {
+    use rusqlite::types::ValueRef;
+    let mut stmt = conn.prepare(sql)?;
+    let width = stmt.column_count();
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut cells = Vec::with_capacity(width);
+        for i in 0..width {
+            cells.push(match row.get_ref(i)? {
+                ValueRef::Null => Cell::Null,
+                ValueRef::Integer(v) => Cell::Int(v),
+                ValueRef::Real(v) => Cell::Real(v),
+                ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Cell::Bytes(b.to_vec()),
+            });
+        }
+        out.push(cells);
+    }
+    Ok(out)
 }
 
 /// PostgreSQL values by column type; timestamps and JSON become the text SQLite would hold.

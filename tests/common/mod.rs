@@ -221,7 +221,7 @@ impl TestServer {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.app.running.device_addr
+        self.app.device_addr()
     }
 
     pub async fn device(&self, id: &str, password: &str) -> TestDevice {
@@ -663,4 +663,26 @@ impl TestDevice {
             .post(soap::encode_request(&MessageContext::default(), req))
             .await
     }
+}
+
+/// The caller tests act as on the domain: the server itself, with every right.
+pub fn admin() -> mobile_admin::domain::Caller {
+    mobile_admin::domain::Caller::system("test")
+}
+
+/// Pre-registers a device straight in the store; returns its row id.
+pub async fn register(
+    store: &std::sync::Arc<dyn mobile_admin::store::Store>,
+    device_id: &str,
+) -> i64 {
+    store
+        .register_device(
+            device_id,
+            mobile_admin::store::UNASSIGNED_GROUP,
+            &mobile_admin::store::Actor::system("test"),
+        )
+        .await
+        .unwrap()
+        .0
+        .id
 }

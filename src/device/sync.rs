@@ -90,7 +90,15 @@ impl DeviceService {
             subs_digest: &group.subscriptions_digest,
         };
         let Some(step) = next_step(&run.known, &reported, &current, &run.progress) else {
+            let sent = run.commands_sent;
             session.sync = None;
+            if sent > 0 {
+                // A sync that did something is news for admins; one that found nothing to do is not.
+                let payload = serde_json::json!({ "commands": sent });
+                self.store
+                    .publish("device.sync_done", Some(&session.device_id), Some(payload))
+                    .await?;
+            }
             return Ok(Command::bare(NO_COMMANDS));
         };
         let (data, awaiting) = match step {

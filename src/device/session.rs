@@ -1,13 +1,12 @@
 //! SessionBegin (authentication, enrolment, throttling) and SessionEnd.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
 
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use super::{DeviceService, EnrolmentMode};
-use crate::auth::Admission;
+use crate::domain::throttle::{Attempt, LoginKind};
 use crate::error::DeviceError;
 use crate::sessions::Session;
 use crate::soap::{Response, PROTOCOL_VERSION};
@@ -16,6 +15,16 @@ use crate::store::Seen;
 /// What every refused login is told: an unknown device id (in closed enrolment) and a wrong password
 /// look the same.
 const WRONG_CREDENTIALS: &str = "unknown device or wrong password";
+
+/// Counts a failed login and gives the answer every failure gets, whatever its cause, so that the
+/// answer does not tell an unknown id from a wrong password.
+async fn login_failed(attempt: Attempt<'_>, device_id: &str, ip: IpAddr, why: &str) -> DeviceError {
+    warn!(device_id, %ip, "{why}");
+    if let Err(e) = attempt.failed().await {
+        return e.into();
+    }
+    DeviceError::AccessDenied(WRONG_CREDENTIALS.into())
+}
 
 /// DeviceId and Password: non-empty printable ASCII, at most 64 characters (seed section 3.1).
 fn valid_credential_text(s: &str) -> bool {
@@ -47,22 +56,11 @@ impl DeviceService {
             )));
         }
         let ip = peer.ip();
-        let guard = match self.throttle.admit(device_id, ip, Instant::now()) {
-            Admission::Busy { retry_after } => {
-                info!(device_id, %ip, "login refused: an earlier throttled attempt is still running");
-                return Err(DeviceError::TryLater(format!(
-                    "too many failed logins; try again in {} seconds",
-                    retry_after.as_secs().max(1)
-                )));
-            }
-            Admission::Go { delay, guard } => {
-                if !delay.is_zero() {
-                    info!(device_id, %ip, delay_ms = delay.as_millis() as u64, "login delayed after failed attempts");
-                    tokio::time::sleep(delay).await;
-                }
-                guard
-            }
-        };
+        let attempt = self
+            .domain
+            .throttle
+            .begin(LoginKind::Device, device_id, Some(ip))
+            .await?;
         let seen = Seen {
             at: now,
             address: ip.to_string(),
@@ -71,7 +69,9 @@ impl DeviceService {
             Some(login) => match login.credential {
                 Some(credential) => {
                     if !self.secret.verify(&credential, password) {
-                        return Err(self.login_failed(device_id, ip, "wrong device password"));
+                        return Err(
+                            login_failed(attempt, device_id, ip, "wrong device password").await,
+                        );
                     }
                     // Only the rightful device learns that it is blocked.
                     if login.blocked {
@@ -83,7 +83,9 @@ impl DeviceService {
                 // Pre-registered or reset by an admin: this login sets the password.
                 // Blocked before it ever logged in: there is no password to prove ownership with.
                 None if login.blocked => {
-                    return Err(self.login_failed(device_id, ip, "blocked device refused"));
+                    return Err(
+                        login_failed(attempt, device_id, ip, "blocked device refused").await,
+                    );
                 }
                 None => self.enrol(device_id, password, &seen).await?,
             },
@@ -92,11 +94,13 @@ impl DeviceService {
                 let _ = self
                     .secret
                     .verify(&[0; crate::auth::CREDENTIAL_LEN], password);
-                return Err(self.login_failed(
+                return Err(login_failed(
+                    attempt,
                     device_id,
                     ip,
                     "unregistered device refused (closed enrolment)",
-                ));
+                )
+                .await);
             }
             None => {
                 if let Err(wait) = self.enrolments.check(ip) {
@@ -109,8 +113,7 @@ impl DeviceService {
                 self.enrol(device_id, password, &seen).await?
             }
         };
-        drop(guard);
-        self.throttle.record_success(device_id, ip);
+        attempt.succeeded().await?;
         let session = Session::new(device, device_id, now);
         let session_id = session.id.clone();
         self.sessions.insert(session).await?;
@@ -119,14 +122,6 @@ impl DeviceService {
             protocol_version: PROTOCOL_VERSION,
             error: None,
         })
-    }
-
-    /// Counts a failed login and gives the answer every failure gets, whatever its cause, so that
-    /// the answer does not tell an unknown id from a wrong password.
-    fn login_failed(&self, device_id: &str, ip: IpAddr, why: &str) -> DeviceError {
-        self.throttle.record_failure(device_id, ip, Instant::now());
-        warn!(device_id, %ip, "{why}");
-        DeviceError::AccessDenied(WRONG_CREDENTIALS.into())
     }
 
     /// Records the password of a first contact. If another login enrolled the same id at the same

@@ -1,7 +1,8 @@
 //! The device protocol service: decoded aklwngt requests in, responses out, with the store behind it.
 //!
-//! Knows nothing of sockets: [`DeviceService::handle`] takes request bytes and the peer address and
-//! returns response bytes. One file per operation; errors become `param-error`s only through
+//! Knows nothing of sockets or of the listener: [`DeviceService::handle`] takes request bytes and
+//! the peer address and returns a status and response bytes; [`DeviceService::document`] serves the
+//! WSDL. One file per operation; errors become `param-error`s only through
 //! [`crate::error::DeviceError`].
 
 mod klft;
@@ -14,15 +15,15 @@ mod sync;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::auth::{AddressLimiter, Secret, Throttle, ThrottlePolicy};
+use crate::auth::{AddressLimiter, Secret};
+use crate::domain::throttle::ThrottlePolicy;
+use crate::domain::Domain;
 use crate::error::DeviceError;
-use crate::server::{DeviceHandler, Reply};
 use crate::sessions::{Session, Sessions};
 use crate::soap::{self, Decoded, MessageContext, Request, Response};
 use crate::store::Store;
@@ -120,7 +121,7 @@ impl ProtocolConfig {
     pub fn throttle(&self) -> ThrottlePolicy {
         ThrottlePolicy {
             window: std::time::Duration::from_secs(self.login_failure_window_secs),
-            free_per_device: self.login_failures_per_device,
+            free_per_name: self.login_failures_per_device,
             free_per_address: self.login_failures_per_address,
             max_shared_delay: std::time::Duration::from_millis(self.login_max_shared_delay_ms),
             max_pair_delay: std::time::Duration::from_millis(self.login_max_pair_delay_ms),
@@ -131,8 +132,8 @@ impl ProtocolConfig {
 pub struct DeviceService {
     store: Arc<dyn Store>,
     sessions: Arc<dyn Sessions>,
+    domain: Arc<Domain>,
     secret: Secret,
-    throttle: Throttle,
     enrolments: AddressLimiter,
     config: ProtocolConfig,
     limits: soap::Limits,
@@ -192,6 +193,7 @@ impl DeviceService {
     pub fn new(
         store: Arc<dyn Store>,
         sessions: Arc<dyn Sessions>,
+        domain: Arc<Domain>,
         secret: Secret,
         config: ProtocolConfig,
         updates: UpdatesDir,
@@ -203,7 +205,7 @@ impl DeviceService {
             ..soap::Limits::default()
         };
         DeviceService {
-            throttle: Throttle::new(config.throttle()),
+            domain,
             enrolments: AddressLimiter::per_minute(config.enrolments_per_address_per_minute),
             store,
             sessions,
@@ -317,14 +319,10 @@ impl DeviceService {
     }
 }
 
-#[async_trait::async_trait]
-impl DeviceHandler for DeviceService {
-    async fn post(&self, body: Bytes, peer: SocketAddr) -> Reply {
-        let (status, body) = self.handle(&body, peer).await;
-        Reply::xml(status, body)
-    }
-
-    fn get(&self, path: &str, host: Option<&str>) -> Option<Reply> {
+impl DeviceService {
+    /// A document served on GET (the WSDL and its schemas): its content type and text, or `None`
+    /// for an unknown path. `host` is the request's Host header.
+    pub fn document(&self, path: &str, host: Option<&str>) -> Option<(&'static str, String)> {
         let name = path.trim_end_matches('/').rsplit('/').next()?;
         let (_, content_type, text) =
             self.documents.files.iter().find(|(file, _, _)| {
@@ -343,11 +341,7 @@ impl DeviceHandler for DeviceService {
             ),
             _ => text.to_string(),
         };
-        Some(Reply {
-            status: StatusCode::OK,
-            content_type,
-            body: text.into(),
-        })
+        Some((content_type, text))
     }
 }
 

@@ -7,8 +7,8 @@ use super::DeviceService;
 use crate::error::DeviceError;
 use crate::sessions::{Awaiting, Session};
 use crate::soap::{AppInfo, CmdData, Command, ParamError, Response};
-use crate::store::SyncResult;
 use crate::sync::NO_COMMANDS;
+use crate::sync::{SyncResult, SyncWrite};
 
 /// Hashes are opaque to the server but bounded: seed section 2.1 allows at most 64 characters.
 fn valid_hash(hash: &[u8]) -> Result<(), DeviceError> {
@@ -175,7 +175,7 @@ impl DeviceService {
         let record = to_result(&awaiting, result.data)?;
         let recorded = self
             .store
-            .record_result(session.device, &record, now)
+            .record_result(session.device, &SyncWrite::of(&record), now)
             .await?;
         // Mirror what was persisted, so the rest of this session plans on it.
         let known = &mut run.known;

@@ -1,0 +1,220 @@
+//! The event bus: what was committed (device events, device lifecycle, audit entries, policy and
+//! subscription changes, hand edits in SQL included), in commit order, for everyone who follows it.
+//!
+//! Every change writes an outbox entry in its own transaction (see `store::BusStore`), so the bus
+//! holds exactly what was committed. A tailer task per node reads the outbox as it grows and hands
+//! each entry to in-process subscribers at once ([`Bus::subscribe`]); with several nodes on one
+//! PostgreSQL database every node's tailer reads every node's entries, woken by notifications.
+//! Durable consumers ([`Consumer`]: export sinks, WebSocket resume) read the outbox from a cursor
+//! of their own, kept in the database, so that a restart neither skips nor repeats an entry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::{broadcast, watch};
+
+use super::Result;
+use crate::store::{BusRecord, EventRecord, Store};
+
+/// What in-process subscribers may fall behind by before they lose entries (and are told so).
+const LIVE_CAPACITY: usize = 4096;
+/// Entries read from the outbox at a time.
+const READ_BATCH: u32 = 500;
+/// How often the tailer looks even without a notification (hand edits on SQLite, lost
+/// notifications).
+const POLL: Duration = Duration::from_secs(1);
+
+/// One thing that happened. Device events are one each, with the stored event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BusEvent {
+    /// The outbox entry's place in commit order (the events of one entry share it).
+    pub seq: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// `device.event`, `device.enrolled`, `device.blocked`, `audit`, `policy.changed`, ...
+    pub topic: String,
+    /// The device id, group id, account name ... the entry is about.
+    pub object_id: Option<String>,
+    pub payload: Option<serde_json::Value>,
+    /// For `device.event`: the event.
+    pub event: Option<EventRecord>,
+}
+
+/// Turns outbox entries into bus events, reading the device events an entry stands for.
+async fn expand(store: &dyn Store, record: BusRecord) -> Result<Vec<BusEvent>> {
+    if record.topic != "device.events" {
+        return Ok(vec![BusEvent {
+            seq: record.seq,
+            at: record.at,
+            topic: record.topic,
+            object_id: record.object_id,
+            payload: record.payload,
+            event: None,
+        }]);
+    }
+    let ids: Vec<i64> = record
+        .payload
+        .as_ref()
+        .and_then(|p| p.get("ids"))
+        .and_then(|ids| ids.as_array())
+        .map(|ids| ids.iter().filter_map(|i| i.as_i64()).collect())
+        .unwrap_or_default();
+    let events = store.events_by_rows(record.events, &ids).await?;
+    Ok(events
+        .into_iter()
+        .map(|event| BusEvent {
+            seq: record.seq,
+            at: record.at,
+            topic: "device.event".into(),
+            object_id: Some(event.device_id.clone()),
+            payload: None,
+            event: Some(event),
+        })
+        .collect())
+}
+
+pub struct Bus {
+    store: Arc<dyn Store>,
+    live: broadcast::Sender<Arc<BusEvent>>,
+    /// The newest entry the tailer has read.
+    head: watch::Sender<i64>,
+}
+
+impl Bus {
+    pub fn new(store: Arc<dyn Store>) -> Bus {
+        Bus {
+            store,
+            live: broadcast::channel(LIVE_CAPACITY).0,
+            head: watch::channel(0).0,
+        }
+    }
+
+    /// Everything committed from now on, in order. A subscriber that falls more than
+    /// [`LIVE_CAPACITY`] entries behind is told how many it lost; a [`Consumer`] loses nothing.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<BusEvent>> {
+        self.live.subscribe()
+    }
+
+    /// Follows the outbox until `stop` turns true: starts after the newest entry, then, whenever
+    /// the store says entries may have been added (and every second), gives new entries their order
+    /// (PostgreSQL), reads them and hands them to subscribers.
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) {
+        let mut seq = loop {
+            match self.store.bus_head().await {
+                Ok(head) => break head,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the bus cannot read the outbox yet");
+                    tokio::select! {
+                        _ = tokio::time::sleep(POLL) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
+        };
+        self.head.send_replace(seq);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if let Err(e) = self.store.sequence().await {
+                tracing::warn!(error = %e, "bus entries not sequenced; retrying");
+            }
+            match self.catch_up(seq).await {
+                Ok(read) => seq = read,
+                Err(e) => tracing::warn!(error = %e, "bus entries not read; retrying"),
+            }
+            tokio::select! {
+                _ = self.store.bus_changed() => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Reads and hands out every entry after `seq`; returns the last one read.
+    async fn catch_up(&self, mut seq: i64) -> Result<i64> {
+        loop {
+            let records = self.store.bus_after(seq, READ_BATCH).await?;
+            let Some(last) = records.last().map(|r| r.seq) else {
+                return Ok(seq);
+            };
+            for record in records {
+                // Device events are read back only for someone listening.
+                if record.topic == "device.events" && self.live.receiver_count() == 0 {
+                    continue;
+                }
+                for event in expand(&*self.store, record).await? {
+                    let _ = self.live.send(Arc::new(event));
+                }
+            }
+            seq = last;
+            self.head.send_replace(seq);
+        }
+    }
+
+    /// A durable consumer called `name`, at its stored cursor; a new one starts at `start` (0: the
+    /// beginning of the outbox).
+    pub async fn consumer(&self, name: &str, start: i64) -> Result<Consumer> {
+        let cursor = self.store.cursor(name).await?.unwrap_or(start);
+        Ok(Consumer {
+            name: name.to_string(),
+            store: self.store.clone(),
+            cursor,
+            head: self.head.subscribe(),
+        })
+    }
+}
+
+/// What a [`Consumer`] read: the events, and the last outbox entry they come from (an entry may
+/// stand for no event at all, such as the events of a device deleted since).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub events: Vec<BusEvent>,
+    pub through: Option<i64>,
+}
+
+/// A reader of the bus that keeps its place in the database: after a restart it goes on from the
+/// last entry it acknowledged, so nothing is skipped and nothing repeated.
+pub struct Consumer {
+    name: String,
+    store: Arc<dyn Store>,
+    cursor: i64,
+    head: watch::Receiver<i64>,
+}
+
+impl Consumer {
+    /// The last entry acknowledged.
+    pub fn position(&self) -> i64 {
+        self.cursor
+    }
+
+    /// Up to `limit` outbox entries after the cursor, expanded; waits up to `wait` when there are
+    /// none yet. Reading does not move the cursor: [`Consumer::ack`] with the batch's `through`
+    /// does, once its events are handled.
+    pub async fn next(&mut self, limit: u32, wait: Duration) -> Result<Batch> {
+        let _ = self.store.sequence().await;
+        let mut records = self.store.bus_after(self.cursor, limit).await?;
+        if records.is_empty() {
+            let _ = tokio::time::timeout(wait, self.head.changed()).await;
+            let _ = self.store.sequence().await;
+            records = self.store.bus_after(self.cursor, limit).await?;
+        }
+        let through = records.last().map(|r| r.seq);
+        let mut events = Vec::new();
+        for record in records {
+            events.extend(expand(&*self.store, record).await?);
+        }
+        Ok(Batch { events, through })
+    }
+
+    /// Records that everything up to `seq` is handled.
+    pub async fn ack(&mut self, seq: i64) -> Result<()> {
+        if seq > self.cursor {
+            self.store.set_cursor(&self.name, seq).await?;
+            self.cursor = seq;
+        }
+        Ok(())
+    }
+}
