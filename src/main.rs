@@ -76,27 +76,27 @@ enum AdminAction {
 #[derive(Args, Serialize)]
 struct ServerArgs {
     /// TOML configuration file (see mobile-admin.example.toml).
-    #[arg(long)]
+    #[arg(long, global = true)]
     #[serde(skip)]
     config: Option<PathBuf>,
     /// Directory for the database, generated TLS material and updates [default: ./data].
-    #[arg(long)]
+    #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
     /// Address for device connections [default: 0.0.0.0:13292].
-    #[arg(long)]
+    #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     device_listen: Option<SocketAddr>,
     /// sqlite://FILE or postgres://... [default: SQLite file in the data directory].
-    #[arg(long)]
+    #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     database_url: Option<String>,
     /// PEM certificate chain for the device port (with --tls-key).
-    #[arg(long)]
+    #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     tls_cert: Option<PathBuf>,
     /// PEM private key for the device port (with --tls-cert).
-    #[arg(long)]
+    #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     tls_key: Option<PathBuf>,
 }

@@ -97,7 +97,11 @@ pub(crate) struct Change<'a> {
 
 /// Records `change` in the audit trail and puts the entry on the bus, in the caller's transaction.
 pub(crate) fn audit(c: &mut dyn Conn, change: Change<'_>) -> Result<AuditEntry> {
-    let at = OffsetDateTime::now_utc();
+    // PostgreSQL keeps microseconds: the entry says what is stored.
+    let now = OffsetDateTime::now_utc();
+    let at = now
+        .replace_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now);
     let id = c
         .query_one(
             "INSERT INTO audit (at, actor, action, object, actor_token, actor_address, object_kind,
