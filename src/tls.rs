@@ -5,6 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use sha2::{Digest, Sha256};
@@ -87,26 +88,28 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 
 fn load(cert_path: &Path, key_path: &Path, generated: bool) -> Result<Identity, TlsError> {
     let cert_pem = read(cert_path)?;
-    let chain = rustls_pemfile::certs(&mut cert_pem.as_slice())
+    let invalid = |path: &Path, e: pem::Error| TlsError::Read {
+        path: path.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    };
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Read {
-            path: cert_path.to_owned(),
-            source,
-        })?;
+        .map_err(|e| invalid(cert_path, e))?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate {
             path: cert_path.to_owned(),
         });
     }
     let key_pem = read(key_path)?;
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|source| TlsError::Read {
-            path: key_path.to_owned(),
-            source,
-        })?
-        .ok_or_else(|| TlsError::NoKey {
-            path: key_path.to_owned(),
-        })?;
+    let key = match PrivateKeyDer::from_pem_slice(&key_pem) {
+        Ok(key) => key,
+        Err(pem::Error::NoItemsFound) => {
+            return Err(TlsError::NoKey {
+                path: key_path.to_owned(),
+            })
+        }
+        Err(e) => return Err(invalid(key_path, e)),
+    };
     Ok(Identity {
         chain,
         key,

@@ -135,7 +135,8 @@ fn roots(path: &Path) -> Result<RootCertStore, SimError> {
     let pem = std::fs::read(path)
         .map_err(|e| SimError::Tls(format!("cannot read {}: {e}", path.display())))?;
     let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| SimError::Tls(format!("{}: {e}", path.display())))?;
         roots
             .add(cert)

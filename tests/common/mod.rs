@@ -34,7 +34,8 @@ pub fn test_config(data_dir: &Path) -> Config {
 pub fn tls_client(cert_pem: &Path) -> TlsConnector {
     let pem = std::fs::read(cert_pem).expect("server certificate");
     let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
