@@ -175,7 +175,12 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
             stopped,
         )),
     ));
-    let device_port = match server::start(config, Arc::new(DevicePort(device.clone()))).await {
+    let device_port = match server::start(
+        config.device_listener(),
+        Arc::new(DevicePort(device.clone())),
+    )
+    .await
+    {
         Ok(running) => running,
         Err(e) => {
             let _ = stop.send(true);

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
+
+pub use crate::server::Limits;
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
@@ -40,29 +42,6 @@ pub struct Config {
     pub admin: crate::domain::AdminConfig,
 }
 
-/// Bounds on what one client can make the device listener hold.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    /// Largest request body; larger ones are answered 413 without being read.
-    pub max_body_bytes: usize,
-    /// Largest request head (request line and headers).
-    pub max_header_bytes: usize,
-    /// A client must send a complete request head, and then its body, within this many seconds.
-    pub read_timeout_secs: u64,
-    /// The TLS handshake must finish within this many seconds.
-    pub handshake_timeout_secs: u64,
-    /// Connections beyond this wait in the kernel's accept queue.
-    pub max_connections: usize,
-    /// Connections one source address may hold at once; more are closed as soon as accepted.
-    pub max_connections_per_address: usize,
-    /// A new connection must complete its TLS handshake and send its first request's head within
-    /// this many seconds (later requests of the connection have `read_timeout_secs`).
-    pub first_request_timeout_secs: u64,
-    /// How long shutdown waits for in-flight requests before closing connections.
-    pub shutdown_grace_secs: u64,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -80,36 +59,6 @@ impl Default for Config {
             protocol: Default::default(),
             admin: Default::default(),
         }
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_body_bytes: 4 * 1024 * 1024,
-            max_header_bytes: 16 * 1024,
-            read_timeout_secs: 30,
-            handshake_timeout_secs: 10,
-            max_connections: 10_000,
-            max_connections_per_address: 128,
-            first_request_timeout_secs: 10,
-            shutdown_grace_secs: 10,
-        }
-    }
-}
-
-impl Limits {
-    pub fn read_timeout(&self) -> Duration {
-        Duration::from_secs(self.read_timeout_secs)
-    }
-    pub fn first_request_timeout(&self) -> Duration {
-        Duration::from_secs(self.first_request_timeout_secs)
-    }
-    pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_secs(self.handshake_timeout_secs)
-    }
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_secs)
     }
 }
 
@@ -148,6 +97,19 @@ impl Config {
             )
         } else {
             self.database_url.clone()
+        }
+    }
+
+    /// Where and how the device listener serves.
+    pub fn device_listener(&self) -> crate::server::Listen {
+        crate::server::Listen {
+            addr: self.device_listen,
+            tls: (!self.device_plain_http).then(|| crate::server::TlsFiles {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+                data_dir: self.data_dir.clone(),
+            }),
+            limits: self.limits.clone(),
         }
     }
 

@@ -536,7 +536,11 @@ async fn a_durable_consumer_resumes_from_its_cursor_after_a_restart() {
         .iter()
         .chain(&rest)
         .filter(|e| e.topic == "audit")
-        .filter_map(|e| e.payload.as_ref()?["after"]["name"].as_str().map(str::to_string))
+        .filter_map(|e| {
+            e.payload.as_ref()?["after"]["name"]
+                .as_str()
+                .map(str::to_string)
+        })
         .filter(|name| name.len() == 1)
         .collect();
     assert_eq!(names, ["A", "B", "C", "D"]);

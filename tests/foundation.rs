@@ -30,7 +30,9 @@ impl DeviceHandler for Echo {
 async fn tls_client_posts_and_gets_a_reply_on_a_kept_alive_connection() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
-    let running = server::start(&config, Arc::new(Echo)).await.unwrap();
+    let running = server::start(config.device_listener(), Arc::new(Echo))
+        .await
+        .unwrap();
     let connector = tls_client(&generated_cert(dir.path()));
     let mut conn = Connection::open(&connector, running.device_addr).await;
     for i in 0..3 {
@@ -51,14 +53,18 @@ async fn restart_reuses_certificate_and_database() {
     let url = config.database_url();
 
     let store = mobile_admin::store::open(&url).await.unwrap();
-    let first = server::start(&config, Arc::new(Echo)).await.unwrap();
+    let first = server::start(config.device_listener(), Arc::new(Echo))
+        .await
+        .unwrap();
     let fingerprint = first.fingerprint.clone().unwrap();
     first.stop().await;
     let groups = store.groups().await.unwrap();
     store.close().await;
 
     let store = mobile_admin::store::open(&url).await.unwrap();
-    let second = server::start(&config, Arc::new(Echo)).await.unwrap();
+    let second = server::start(config.device_listener(), Arc::new(Echo))
+        .await
+        .unwrap();
     assert_eq!(second.fingerprint.as_deref(), Some(fingerprint.as_str()));
     assert_eq!(store.groups().await.unwrap(), groups);
     // A client that pinned the first certificate still connects.
@@ -74,7 +80,9 @@ async fn oversized_bodies_get_413_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.limits.max_body_bytes = 1024;
-    let running = server::start(&config, Arc::new(Echo)).await.unwrap();
+    let running = server::start(config.device_listener(), Arc::new(Echo))
+        .await
+        .unwrap();
     let connector = tls_client(&generated_cert(dir.path()));
 
     // Declared length over the limit: refused before the body is read.
@@ -113,7 +121,9 @@ async fn silent_clients_are_disconnected_after_the_timeouts() {
     let mut config = test_config(dir.path());
     config.limits.handshake_timeout_secs = 1;
     config.limits.read_timeout_secs = 1;
-    let running = server::start(&config, Arc::new(Echo)).await.unwrap();
+    let running = server::start(config.device_listener(), Arc::new(Echo))
+        .await
+        .unwrap();
     let connector = tls_client(&generated_cert(dir.path()));
 
     // Connects and never starts the TLS handshake.
@@ -167,7 +177,9 @@ async fn silent_clients_are_disconnected_after_the_timeouts() {
 async fn oversized_headers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
-    let running = server::start(&config, Arc::new(Echo)).await.unwrap();
+    let running = server::start(config.device_listener(), Arc::new(Echo))
+        .await
+        .unwrap();
     let connector = tls_client(&generated_cert(dir.path()));
     let mut tls = connect_tls(&connector, running.device_addr).await;
     let big = "x".repeat(64 * 1024);
@@ -200,7 +212,9 @@ async fn shutdown_finishes_in_flight_requests() {
     }
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
-    let running = server::start(&config, Arc::new(Slow)).await.unwrap();
+    let running = server::start(config.device_listener(), Arc::new(Slow))
+        .await
+        .unwrap();
     let addr = running.device_addr;
     let connector = tls_client(&generated_cert(dir.path()));
     let mut conn = Connection::open(&connector, addr).await;

@@ -412,7 +412,7 @@ async fn a_fleet_enrols_syncs_and_is_known_on_the_next_run() {
     let data = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let scripted = Arc::new(Scripted::new());
-    let running = server::start(&test_config(data.path()), scripted.clone())
+    let running = server::start(test_config(data.path()).device_listener(), scripted.clone())
         .await
         .unwrap();
     let base = options_for(running.device_addr, data.path(), state.path(), 6);
@@ -511,7 +511,7 @@ async fn unacknowledged_events_are_resent_with_the_same_ids() {
     let data = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let scripted = Arc::new(Scripted::new());
-    let running = server::start(&test_config(data.path()), scripted.clone())
+    let running = server::start(test_config(data.path()).device_listener(), scripted.clone())
         .await
         .unwrap();
     let base = SimOptions {

@@ -21,7 +21,62 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::config::Limits;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Bounds on what one client can make a listener hold (the `[limits]` section of the
+/// configuration).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body; larger ones are answered 413 without being read.
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers).
+    pub max_header_bytes: usize,
+    /// A client must send a complete request head, and then its body, within this many seconds.
+    pub read_timeout_secs: u64,
+    /// The TLS handshake must finish within this many seconds.
+    pub handshake_timeout_secs: u64,
+    /// Connections beyond this wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Connections one source address may hold at once; more are closed as soon as accepted.
+    pub max_connections_per_address: usize,
+    /// A new connection must complete its TLS handshake and send its first request's head within
+    /// this many seconds (later requests of the connection have `read_timeout_secs`).
+    pub first_request_timeout_secs: u64,
+    /// How long shutdown waits for in-flight requests before closing connections.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            read_timeout_secs: 30,
+            handshake_timeout_secs: 10,
+            max_connections: 10_000,
+            max_connections_per_address: 128,
+            first_request_timeout_secs: 10,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Limits {
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs(self.read_timeout_secs)
+    }
+    pub fn first_request_timeout(&self) -> Duration {
+        Duration::from_secs(self.first_request_timeout_secs)
+    }
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
 
 /// What a handler returns for one request: the status and the body, always sent as `text/xml`
 /// unless `content_type` says otherwise.

@@ -1,4 +1,5 @@
-//! Process wiring: opens the store, loads TLS, binds the listeners and runs until told to stop.
+//! The device port's socket side: binds, loads or generates the certificate, and runs the listener
+//! until told to stop. Knows nothing of the protocol: a [`DeviceHandler`] gets the bytes.
 
 pub mod listener;
 
@@ -12,10 +13,26 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
-pub use listener::{DeviceHandler, Reply};
+pub use listener::{DeviceHandler, Limits, Reply};
 
-use crate::config::Config;
 use crate::tls;
+
+/// Where and how a listener serves.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    /// `None`: plain HTTP, for deployments behind a TLS-terminating proxy.
+    pub tls: Option<TlsFiles>,
+    pub limits: Limits,
+}
+
+/// The certificate: the configured files, or one generated once in `data_dir`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    pub data_dir: std::path::PathBuf,
+}
 
 /// A server that is accepting connections. Dropping it does not stop it; call [`Running::stop`].
 pub struct Running {
@@ -41,34 +58,36 @@ impl Running {
 
 /// Binds the device port and starts serving `handler`. Returns once the socket is bound, so callers
 /// (and tests, with port 0) can connect immediately.
-pub async fn start(config: &Config, handler: Arc<dyn DeviceHandler>) -> anyhow::Result<Running> {
-    let (acceptor, fingerprint) = if config.device_plain_http {
-        tracing::warn!("device port serves plain HTTP: put a TLS-terminating proxy in front of it");
-        (None, None)
-    } else {
-        let identity = tls::load_or_generate(
-            config.tls_cert.as_deref(),
-            config.tls_key.as_deref(),
-            &config.data_dir,
-        )
-        .context("loading the TLS certificate")?;
-        let fingerprint = identity.fingerprint();
-        info!(
-            certificate = %identity.cert_path.display(),
-            sha256 = %fingerprint,
-            generated = identity.generated,
-            "device TLS certificate"
-        );
-        let server_config = tls::server_config(&identity)?;
-        (Some(TlsAcceptor::from(server_config)), Some(fingerprint))
+pub async fn start(listen: Listen, handler: Arc<dyn DeviceHandler>) -> anyhow::Result<Running> {
+    let (acceptor, fingerprint) = match &listen.tls {
+        None => {
+            tracing::warn!(
+                "device port serves plain HTTP: put a TLS-terminating proxy in front of it"
+            );
+            (None, None)
+        }
+        Some(files) => {
+            let identity =
+                tls::load_or_generate(files.cert.as_deref(), files.key.as_deref(), &files.data_dir)
+                    .context("loading the TLS certificate")?;
+            let fingerprint = identity.fingerprint();
+            info!(
+                certificate = %identity.cert_path.display(),
+                sha256 = %fingerprint,
+                generated = identity.generated,
+                "device TLS certificate"
+            );
+            let server_config = tls::server_config(&identity)?;
+            (Some(TlsAcceptor::from(server_config)), Some(fingerprint))
+        }
     };
-    let listener = TcpListener::bind(config.device_listen)
+    let listener = TcpListener::bind(listen.addr)
         .await
-        .with_context(|| format!("binding the device port {}", config.device_listen))?;
+        .with_context(|| format!("binding the device port {}", listen.addr))?;
     let device_addr = listener.local_addr()?;
     info!(%device_addr, tls = acceptor.is_some(), "listening for devices");
     let (shutdown, stop) = oneshot::channel::<()>();
-    let limits = config.limits.clone();
+    let limits = listen.limits;
     let task = tokio::spawn(listener::run(listener, acceptor, handler, limits, async {
         let _ = stop.await;
     }));

@@ -10,7 +10,6 @@ use bytes::Bytes;
 use hyper::StatusCode;
 
 use super::SimError;
-use crate::config::Config;
 use crate::server::{self, DeviceHandler, Reply, Running};
 use crate::soap::{
     self, Command, Fault, FileChunk, FileInfo, MessageContext, Operation, Response,
@@ -178,12 +177,20 @@ pub async fn start(listen: SocketAddr, dir: Option<&Path>) -> Result<Baseline, S
             (t.path().to_owned(), Some(t))
         }
     };
-    let config = Config {
-        data_dir: data_dir.clone(),
-        device_listen: listen,
-        ..Config::default()
+    let listen = server::Listen {
+        addr: listen,
+        tls: Some(server::TlsFiles {
+            cert: None,
+            key: None,
+            data_dir: data_dir.clone(),
+        }),
+        limits: server::Limits {
+            // The whole simulated fleet connects from one address.
+            max_connections_per_address: usize::MAX,
+            ..server::Limits::default()
+        },
     };
-    let running = server::start(&config, Arc::new(CannedResponder::new()))
+    let running = server::start(listen, Arc::new(CannedResponder::new()))
         .await
         .map_err(|e| SimError::Baseline(format!("{e:#}")))?;
     Ok(Baseline {
