@@ -247,22 +247,25 @@ pub fn parse_time(text: &str) -> Result<OffsetDateTime> {
         .map_err(|e| StoreError::corrupt(format!("bad timestamp {text:?}: {e}")))
 }
 
-/// A connection, or a transaction on one, that runs shared statements.
-pub trait Conn {
+/// A connection, or a transaction on one, that runs shared statements. Asynchronous so that
+/// PostgreSQL's driver runs natively; SQLite's statements complete on the spot.
+#[async_trait::async_trait]
+pub trait Conn: Send {
     fn dialect(&self) -> Dialect;
     /// Runs `sql` and returns its rows.
-    fn query(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>>;
+    async fn query(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>>;
     /// Runs `sql` and returns how many rows it changed.
-    fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64>;
+    async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64>;
 
     /// The first row, if any.
-    fn query_opt(&mut self, sql: &str, args: &[Arg]) -> Result<Option<Row>> {
-        Ok(self.query(sql, args)?.into_iter().next())
+    async fn query_opt(&mut self, sql: &str, args: &[Arg]) -> Result<Option<Row>> {
+        Ok(self.query(sql, args).await?.into_iter().next())
     }
 
     /// Exactly one row.
-    fn query_one(&mut self, sql: &str, args: &[Arg]) -> Result<Row> {
-        self.query_opt(sql, args)?
+    async fn query_one(&mut self, sql: &str, args: &[Arg]) -> Result<Row> {
+        self.query_opt(sql, args)
+            .await?
             .ok_or_else(|| StoreError::corrupt("a query for one row returned none"))
     }
 }

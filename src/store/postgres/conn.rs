@@ -1,5 +1,5 @@
 //! Shared statements on PostgreSQL: arguments bound to sqlx queries, rows read back as cells, and
-//! a [`Conn`] that drives the asynchronous driver from a blocking thread.
+//! the [`Conn`] over a pooled connection.
 
 use sqlx::postgres::{PgArguments, PgConnection, PgRow};
 use sqlx::query::Query;
@@ -71,25 +71,25 @@ pub(super) async fn query(conn: &mut PgConnection, sql: &str, args: &[Arg]) -> R
         .collect()
 }
 
-/// A connection (in a transaction) driven statement by statement from a blocking thread.
-pub(super) struct Blocking<'c> {
+/// A pooled connection, or a transaction on one, running shared statements natively.
+pub(super) struct Pg<'c> {
     pub(super) conn: &'c mut PgConnection,
-    pub(super) runtime: tokio::runtime::Handle,
 }
 
-impl Conn for Blocking<'_> {
+#[async_trait::async_trait]
+impl Conn for Pg<'_> {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }
 
-    fn query(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>> {
-        self.runtime.block_on(query(self.conn, sql, args))
+    async fn query(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>> {
+        query(self.conn, sql, args).await
     }
 
-    fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64> {
-        Ok(self
-            .runtime
-            .block_on(bind(sqlx::query(sql), args).execute(&mut *self.conn))?
+    async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64> {
+        Ok(bind(sqlx::query(sql), args)
+            .execute(&mut *self.conn)
+            .await?
             .rows_affected())
     }
 }

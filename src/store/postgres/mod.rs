@@ -4,8 +4,7 @@
 //! PostgreSQL runs concurrent transactions and groups their WAL flushes by itself, so unlike SQLite
 //! there is no writer thread: each write is its own transaction on a pooled connection, durable when
 //! `COMMIT` returns (with the server's default `synchronous_commit = on`). Shared statements run on
-//! a blocking thread that drives the driver (`conn.rs`); the reads of every device call and event
-//! intake run natively. Several server nodes may share one database: what they must agree on
+//! a pooled connection (`conn.rs`); event intake and "last seen" times have statements of their own. Several server nodes may share one database: what they must agree on
 //! (credentials, revisions, sessions, the uniqueness of events, the bus's order) is decided by the
 //! database, never in a node's memory.
 
@@ -21,7 +20,7 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use time::OffsetDateTime;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 
 use super::engine::{self, Engine, ReadJob, WriteJob};
 use super::shared;
@@ -43,57 +42,44 @@ const SEQUENCER_LOCK: i64 = 0x6d6f_6269_6c65; // "mobile"
 const OUTBOX_CHANNEL: &str = "mobile_admin_outbox";
 const BUS_CHANNEL: &str = "mobile_admin_bus";
 
-/// A pool that runs shared statements, each job in a transaction of its own.
+/// A pool that runs shared statements, each write job in a transaction of its own.
 struct Pool {
     pool: PgPool,
+}
+
+impl Pool {
+    async fn write(&self, job: WriteJob) -> Result<()> {
+        let mut tx = match self.pool.begin().await {
+            Ok(tx) => tx,
+            // Dropping the job drops its answer: the caller hears the database stopped.
+            Err(e) => return Err(e.into()),
+        };
+        let (ok, finish) = job(&mut conn::Pg { conn: &mut tx }).await;
+        let committed = if ok {
+            tx.commit().await.map_err(|e| e.to_string())
+        } else {
+            let _ = tx.rollback().await;
+            Ok(())
+        };
+        finish(committed);
+        Ok(())
+    }
+
+    async fn read(&self, job: ReadJob) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        job(&mut conn::Pg { conn: &mut conn }).await;
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
 impl Engine for Pool {
     async fn submit_write(&self, job: WriteJob) -> Result<()> {
-        let pool = self.pool.clone();
-        let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let begun = runtime.block_on(pool.begin());
-            let mut tx = match begun {
-                Ok(tx) => tx,
-                // Dropping the job drops its answer: the caller hears the database stopped.
-                Err(e) => {
-                    tracing::debug!(error = %e, "no database connection for a write");
-                    return;
-                }
-            };
-            let (ok, finish) = job(&mut conn::Blocking {
-                conn: &mut tx,
-                runtime: runtime.clone(),
-            });
-            let committed = if ok {
-                runtime.block_on(tx.commit()).map_err(|e| e.to_string())
-            } else {
-                let _ = runtime.block_on(tx.rollback());
-                Ok(())
-            };
-            finish(committed);
-        });
-        Ok(())
+        self.write(job).await
     }
 
     async fn submit_read(&self, job: ReadJob) -> Result<()> {
-        let pool = self.pool.clone();
-        let runtime = tokio::runtime::Handle::current();
-        let (done, finished) = oneshot::channel();
-        tokio::task::spawn_blocking(move || {
-            let outcome = runtime.block_on(pool.acquire()).map(|mut conn| {
-                job(&mut conn::Blocking {
-                    conn: &mut conn,
-                    runtime: runtime.clone(),
-                })
-            });
-            let _ = done.send(outcome.map_err(StoreError::from));
-        });
-        finished
-            .await
-            .map_err(|_| StoreError::Internal("a read job was lost".into()))?
+        self.read(job).await
     }
 }
 
@@ -170,12 +156,6 @@ impl PgStore {
 
     fn pool(&self) -> &PgPool {
         &self.main.pool
-    }
-
-    /// Runs one shared statement natively, for the reads of every device call.
-    async fn query(&self, sql: &str, args: &[sql::Arg]) -> Result<Vec<sql::Row>> {
-        let mut conn = self.pool().acquire().await?;
-        conn::query(&mut conn, sql, args).await
     }
 }
 
@@ -339,11 +319,12 @@ impl Engine for PgStore {
 #[async_trait::async_trait]
 impl DeviceStore for PgStore {
     async fn device_login(&self, device_id: &str) -> Result<Option<DeviceLogin>> {
-        self.query(shared::device::DEVICE_LOGIN, crate::args![device_id])
-            .await?
-            .first()
-            .map(shared::device::device_login)
-            .transpose()
+        let device_id = device_id.to_string();
+        engine::read(
+            self,
+            crate::job!(|c| shared::device::device_login(c, &device_id)),
+        )
+        .await
     }
 
     async fn enrol_device(
@@ -354,9 +335,10 @@ impl DeviceStore for PgStore {
     ) -> Result<Option<i64>> {
         let (device_id, credential, seen) =
             (device_id.to_string(), credential.to_vec(), seen.clone());
-        engine::write(self, move |c| {
-            shared::device::enrol(c, &device_id, &credential, &seen)
-        })
+        engine::write(
+            self,
+            crate::job!(|c| shared::device::enrol(c, &device_id, &credential, &seen)),
+        )
         .await
     }
 
@@ -366,24 +348,19 @@ impl DeviceStore for PgStore {
     }
 
     async fn device_count(&self) -> Result<i64> {
-        engine::read(self, shared::device::device_count).await
+        engine::read(self, crate::job!(|c| shared::device::device_count(c))).await
     }
 
     async fn sync_record(&self, device: i64) -> Result<SyncRecord> {
-        let rows = self
-            .query(shared::device::SYNC_RECORD, crate::args![device])
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::NotFound(format!("device row {device}")))?;
-        shared::device::sync_record(row)
+        engine::read(
+            self,
+            crate::job!(|c| shared::device::sync_record(c, device)),
+        )
+        .await
     }
 
     async fn settings(&self, device: i64) -> Result<SettingsRecord> {
-        let rows = self
-            .query(shared::device::SETTINGS, crate::args![device])
-            .await?;
-        shared::device::settings(rows.first())
+        engine::read(self, crate::job!(|c| shared::device::settings(c, device))).await
     }
 
     async fn record_result(
@@ -393,28 +370,37 @@ impl DeviceStore for PgStore {
         now: OffsetDateTime,
     ) -> Result<Recorded> {
         let write = write.clone();
-        engine::write(self, move |c| {
-            shared::device::record_result(c, device, &write, now)
-        })
+        engine::write(
+            self,
+            crate::job!(|c| shared::device::record_result(c, device, &write, now)),
+        )
         .await
     }
 
     async fn revisions(&self) -> Result<Revisions> {
-        shared::device::revisions(&self.query(shared::device::REVISIONS, &[]).await?)
+        engine::read(self, crate::job!(|c| shared::device::revisions(c))).await
     }
 
     async fn group_chain(&self, group: i64) -> Result<Vec<i64>> {
-        engine::read(self, move |c| shared::device::group_chain(c, group)).await
+        engine::read(self, crate::job!(|c| shared::device::group_chain(c, group))).await
     }
 
     async fn policy_rows(&self, groups: &[i64]) -> Result<Vec<PolicyRow>> {
         let groups = groups.to_vec();
-        engine::read(self, move |c| shared::device::policy_rows(c, &groups)).await
+        engine::read(
+            self,
+            crate::job!(|c| shared::device::policy_rows(c, &groups)),
+        )
+        .await
     }
 
     async fn subscription_rows(&self, groups: &[i64]) -> Result<Vec<SubscriptionRow>> {
         let groups = groups.to_vec();
-        engine::read(self, move |c| shared::device::subscription_rows(c, &groups)).await
+        engine::read(
+            self,
+            crate::job!(|c| shared::device::subscription_rows(c, &groups)),
+        )
+        .await
     }
 }
 
@@ -447,12 +433,12 @@ impl EventStore for PgStore {
     }
 
     async fn event_count(&self) -> Result<i64> {
-        engine::read(self, shared::events::count).await
+        engine::read(self, crate::job!(|c| shared::events::count(c))).await
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>> {
         let query = query.clone();
-        engine::read(self, move |c| shared::events::events(c, &query)).await
+        engine::read(self, crate::job!(|c| shared::events::events(c, &query))).await
     }
 
     async fn events_by_rows(
@@ -461,7 +447,11 @@ impl EventStore for PgStore {
         ids: &[i64],
     ) -> Result<Vec<EventRecord>> {
         let ids = ids.to_vec();
-        engine::read(self, move |c| shared::events::by_rows(c, range, &ids)).await
+        engine::read(
+            self,
+            crate::job!(|c| shared::events::by_rows(c, range, &ids)),
+        )
+        .await
     }
 }
 
@@ -469,7 +459,11 @@ impl EventStore for PgStore {
 impl ThrottleStore for PgStore {
     async fn failures(&self, keys: &[String], since: OffsetDateTime) -> Result<Vec<(String, u32)>> {
         let keys = keys.to_vec();
-        engine::read(self, move |c| shared::identity::failures(c, &keys, since)).await
+        engine::read(
+            self,
+            crate::job!(|c| shared::identity::failures(c, &keys, since)),
+        )
+        .await
     }
 
     async fn record_failure(
@@ -479,19 +473,28 @@ impl ThrottleStore for PgStore {
         since: OffsetDateTime,
     ) -> Result<()> {
         let keys = keys.to_vec();
-        engine::write(self, move |c| {
-            shared::identity::record_failure(c, &keys, now, since)
-        })
+        engine::write(
+            self,
+            crate::job!(|c| shared::identity::record_failure(c, &keys, now, since)),
+        )
         .await
     }
 
     async fn clear_failures(&self, keys: &[String]) -> Result<()> {
         let keys = keys.to_vec();
-        engine::write(self, move |c| shared::identity::clear_failures(c, &keys)).await
+        engine::write(
+            self,
+            crate::job!(|c| shared::identity::clear_failures(c, &keys)),
+        )
+        .await
     }
 
     async fn forget_failures(&self, since: OffsetDateTime) -> Result<u64> {
-        engine::write(self, move |c| shared::identity::forget_failures(c, since)).await
+        engine::write(
+            self,
+            crate::job!(|c| shared::identity::forget_failures(c, since)),
+        )
+        .await
     }
 }
 
@@ -504,9 +507,10 @@ impl SessionStore for PgStore {
         may_grow: bool,
     ) -> Result<Option<u64>> {
         let s = session.clone();
-        engine::write(&self.sessions, move |c| {
-            shared::sessions::insert(c, &s, per_device, may_grow)
-        })
+        engine::write(
+            &self.sessions,
+            crate::job!(|c| shared::sessions::insert(c, &s, per_device, may_grow)),
+        )
         .await
     }
 
@@ -517,36 +521,50 @@ impl SessionStore for PgStore {
         cutoff: &SessionCutoff,
     ) -> Result<Option<StoredSession>> {
         let (id, cutoff) = (id.to_string(), *cutoff);
-        engine::write(&self.sessions, move |c| {
-            shared::sessions::touch(c, &id, now, &cutoff)
-        })
+        engine::write(
+            &self.sessions,
+            crate::job!(|c| shared::sessions::touch(c, &id, now, &cutoff)),
+        )
         .await
     }
 
     async fn update_session(&self, session: &StoredSession) -> Result<()> {
         let s = session.clone();
-        engine::write(&self.sessions, move |c| shared::sessions::update(c, &s)).await
+        engine::write(
+            &self.sessions,
+            crate::job!(|c| shared::sessions::update(c, &s)),
+        )
+        .await
     }
 
     async fn remove_session(&self, id: &str) -> Result<bool> {
         let id = id.to_string();
-        engine::write(&self.sessions, move |c| shared::sessions::remove(c, &id)).await
+        engine::write(
+            &self.sessions,
+            crate::job!(|c| shared::sessions::remove(c, &id)),
+        )
+        .await
     }
 
     async fn remove_device_sessions(&self, device: i64) -> Result<u64> {
-        engine::write(&self.sessions, move |c| {
-            shared::sessions::remove_device(c, device)
-        })
+        engine::write(
+            &self.sessions,
+            crate::job!(|c| shared::sessions::remove_device(c, device)),
+        )
         .await
     }
 
     async fn sweep_sessions(&self, cutoff: &SessionCutoff) -> Result<u64> {
         let cutoff = *cutoff;
-        engine::write(&self.sessions, move |c| shared::sessions::sweep(c, &cutoff)).await
+        engine::write(
+            &self.sessions,
+            crate::job!(|c| shared::sessions::sweep(c, &cutoff)),
+        )
+        .await
     }
 
     async fn session_count(&self) -> Result<u64> {
-        engine::read(&self.sessions, shared::sessions::count).await
+        engine::read(&self.sessions, crate::job!(|c| shared::sessions::count(c))).await
     }
 }
 
@@ -559,18 +577,19 @@ impl BusStore for PgStore {
         payload: Option<serde_json::Value>,
     ) -> Result<()> {
         let (topic, object_id) = (topic.to_string(), object_id.map(str::to_string));
-        engine::write(self, move |c| {
-            shared::bus::append(c, &topic, object_id.as_deref(), payload, None)
-        })
+        engine::write(
+            self,
+            crate::job!(|c| shared::bus::append(c, &topic, object_id.as_deref(), payload, None)),
+        )
         .await
     }
 
     async fn bus_after(&self, seq: i64, limit: u32) -> Result<Vec<BusRecord>> {
-        engine::read(self, move |c| shared::bus::after(c, seq, limit)).await
+        engine::read(self, crate::job!(|c| shared::bus::after(c, seq, limit))).await
     }
 
     async fn bus_head(&self) -> Result<i64> {
-        engine::read(self, shared::bus::head).await
+        engine::read(self, crate::job!(|c| shared::bus::head(c))).await
     }
 
     /// One pass of the sequencer: numbers the committed entries that have no `seq` yet, after
@@ -617,12 +636,16 @@ impl BusStore for PgStore {
 
     async fn cursor(&self, consumer: &str) -> Result<Option<i64>> {
         let consumer = consumer.to_string();
-        engine::read(self, move |c| shared::bus::cursor(c, &consumer)).await
+        engine::read(self, crate::job!(|c| shared::bus::cursor(c, &consumer))).await
     }
 
     async fn set_cursor(&self, consumer: &str, seq: i64) -> Result<()> {
         let consumer = consumer.to_string();
-        engine::write(self, move |c| shared::bus::set_cursor(c, &consumer, seq)).await
+        engine::write(
+            self,
+            crate::job!(|c| shared::bus::set_cursor(c, &consumer, seq)),
+        )
+        .await
     }
 }
 

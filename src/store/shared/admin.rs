@@ -27,32 +27,37 @@ fn group_row(r: &Row) -> Result<Group> {
     })
 }
 
-pub(crate) fn groups(c: &mut dyn Conn) -> Result<Vec<Group>> {
-    c.query("SELECT id, parent_id, name FROM groups ORDER BY id", &[])?
+pub(crate) async fn groups(c: &mut dyn Conn) -> Result<Vec<Group>> {
+    c.query("SELECT id, parent_id, name FROM groups ORDER BY id", &[])
+        .await?
         .iter()
         .map(group_row)
         .collect()
 }
 
-pub(crate) fn group(c: &mut dyn Conn, id: i64) -> Result<Option<Group>> {
+pub(crate) async fn group(c: &mut dyn Conn, id: i64) -> Result<Option<Group>> {
     c.query_opt(
         "SELECT id, parent_id, name FROM groups WHERE id = $1",
         args![id],
-    )?
+    )
+    .await?
     .as_ref()
     .map(group_row)
     .transpose()
 }
 
-fn existing_group(c: &mut dyn Conn, id: i64) -> Result<Group> {
-    group(c, id)?.ok_or_else(|| StoreError::NotFound(format!("group {id} does not exist")))
+async fn existing_group(c: &mut dyn Conn, id: i64) -> Result<Group> {
+    group(c, id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("group {id} does not exist")))
 }
 
-fn check_name_free(c: &mut dyn Conn, parent: i64, name: &str) -> Result<()> {
+async fn check_name_free(c: &mut dyn Conn, parent: i64, name: &str) -> Result<()> {
     if c.query_opt(
         "SELECT id FROM groups WHERE parent_id = $1 AND name = $2",
         args![parent, name],
-    )?
+    )
+    .await?
     .is_some()
     {
         return Err(StoreError::Conflict(format!(
@@ -63,35 +68,38 @@ fn check_name_free(c: &mut dyn Conn, parent: i64, name: &str) -> Result<()> {
 }
 
 /// The child of `parent` called `name`, created if missing.
-pub(crate) fn ensure_group(c: &mut dyn Conn, parent: i64, name: &str) -> Result<i64> {
+pub(crate) async fn ensure_group(c: &mut dyn Conn, parent: i64, name: &str) -> Result<i64> {
     // A concurrent insert of the same name (another PostgreSQL node) waits for the other
     // transaction, then does nothing; the SELECT that follows sees the row either way.
     c.execute(
         "INSERT INTO groups (parent_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         args![parent, name],
-    )?;
+    )
+    .await?;
     c.query_one(
         "SELECT id FROM groups WHERE parent_id = $1 AND name = $2",
         args![parent, name],
-    )?
+    )
+    .await?
     .int(0)
 }
 
-pub(crate) fn create_group(
+pub(crate) async fn create_group(
     c: &mut dyn Conn,
     parent: i64,
     name: &str,
     by: &Actor,
 ) -> Result<(Group, AuditEntry)> {
-    existing_group(c, parent)?;
-    check_name_free(c, parent, name)?;
+    existing_group(c, parent).await?;
+    check_name_free(c, parent, name).await?;
     let id = c
         .query_one(
             "INSERT INTO groups (parent_id, name) VALUES ($1, $2) RETURNING id",
             args![parent, name],
-        )?
+        )
+        .await?
         .int(0)?;
-    let group = existing_group(c, id)?;
+    let group = existing_group(c, id).await?;
     let entry = bus::audit(
         c,
         Change {
@@ -102,24 +110,26 @@ pub(crate) fn create_group(
             before: None,
             after: json(&group),
         },
-    )?;
+    )
+    .await?;
     Ok((group, entry))
 }
 
-pub(crate) fn rename_group(
+pub(crate) async fn rename_group(
     c: &mut dyn Conn,
     id: i64,
     name: &str,
     by: &Actor,
 ) -> Result<(Group, AuditEntry)> {
-    let before = existing_group(c, id)?;
+    let before = existing_group(c, id).await?;
     if let Some(parent) = before.parent_id {
         if before.name != name {
-            check_name_free(c, parent, name)?;
+            check_name_free(c, parent, name).await?;
         }
     }
-    c.execute("UPDATE groups SET name = $1 WHERE id = $2", args![name, id])?;
-    let after = existing_group(c, id)?;
+    c.execute("UPDATE groups SET name = $1 WHERE id = $2", args![name, id])
+        .await?;
+    let after = existing_group(c, id).await?;
     let entry = bus::audit(
         c,
         Change {
@@ -130,31 +140,33 @@ pub(crate) fn rename_group(
             before: json(&before),
             after: json(&after),
         },
-    )?;
+    )
+    .await?;
     Ok((after, entry))
 }
 
-pub(crate) fn move_group(
+pub(crate) async fn move_group(
     c: &mut dyn Conn,
     id: i64,
     parent: i64,
     by: &Actor,
 ) -> Result<(Group, AuditEntry)> {
-    let before = existing_group(c, id)?;
-    existing_group(c, parent)?;
-    if super::device::group_chain(c, parent)?.contains(&id) {
+    let before = existing_group(c, id).await?;
+    existing_group(c, parent).await?;
+    if super::device::group_chain(c, parent).await?.contains(&id) {
         return Err(StoreError::Invalid(format!(
             "group {id} cannot move under itself or one of its descendants"
         )));
     }
     if before.parent_id != Some(parent) {
-        check_name_free(c, parent, &before.name)?;
+        check_name_free(c, parent, &before.name).await?;
     }
     c.execute(
         "UPDATE groups SET parent_id = $1 WHERE id = $2",
         args![parent, id],
-    )?;
-    let after = existing_group(c, id)?;
+    )
+    .await?;
+    let after = existing_group(c, id).await?;
     let entry = bus::audit(
         c,
         Change {
@@ -165,30 +177,34 @@ pub(crate) fn move_group(
             before: json(&before),
             after: json(&after),
         },
-    )?;
+    )
+    .await?;
     Ok((after, entry))
 }
 
-pub(crate) fn delete_group(c: &mut dyn Conn, id: i64, by: &Actor) -> Result<AuditEntry> {
-    let before = existing_group(c, id)?;
+pub(crate) async fn delete_group(c: &mut dyn Conn, id: i64, by: &Actor) -> Result<AuditEntry> {
+    let before = existing_group(c, id).await?;
     let children = c
         .query_one(
             "SELECT count(*) FROM groups WHERE parent_id = $1",
             args![id],
-        )?
+        )
+        .await?
         .int(0)?;
     let devices = c
         .query_one(
             "SELECT count(*) FROM devices WHERE group_id = $1",
             args![id],
-        )?
+        )
+        .await?
         .int(0)?;
     if children > 0 || devices > 0 {
         return Err(StoreError::Conflict(format!(
             "group {id} is not empty: {children} child groups, {devices} devices"
         )));
     }
-    c.execute("DELETE FROM groups WHERE id = $1", args![id])?;
+    c.execute("DELETE FROM groups WHERE id = $1", args![id])
+        .await?;
     bus::audit(
         c,
         Change {
@@ -200,6 +216,7 @@ pub(crate) fn delete_group(c: &mut dyn Conn, id: i64, by: &Actor) -> Result<Audi
             after: None,
         },
     )
+    .await
 }
 
 // --- devices ---
@@ -245,7 +262,7 @@ fn device_row(r: &Row) -> Result<DeviceRecord> {
     })
 }
 
-pub(crate) fn devices(
+pub(crate) async fn devices(
     c: &mut dyn Conn,
     filter: &DeviceFilter,
     page: PageRequest,
@@ -295,7 +312,8 @@ pub(crate) fn devices(
                  LEFT JOIN device_infections inf ON inf.device = d.id {filter}"
             ),
             &params,
-        )?
+        )
+        .await?
         .int(0)?;
     let n = params.len();
     params.push((page.limit as i64).into());
@@ -308,7 +326,7 @@ pub(crate) fn devices(
                 n + 2
             ),
             &params,
-        )?
+        ).await?
         .iter()
         .map(device_row)
         .collect::<Result<Vec<_>>>()?;
@@ -318,23 +336,25 @@ pub(crate) fn devices(
     })
 }
 
-fn device_record(c: &mut dyn Conn, device_id: &str) -> Result<Option<DeviceRecord>> {
+async fn device_record(c: &mut dyn Conn, device_id: &str) -> Result<Option<DeviceRecord>> {
     c.query_opt(
         &format!("SELECT {DEVICE_COLUMNS} {DEVICE_JOINS} WHERE d.device_id = $1"),
         args![device_id],
-    )?
+    )
+    .await?
     .as_ref()
     .map(device_row)
     .transpose()
 }
 
-fn existing_device(c: &mut dyn Conn, device_id: &str) -> Result<DeviceRecord> {
-    device_record(c, device_id)?
+async fn existing_device(c: &mut dyn Conn, device_id: &str) -> Result<DeviceRecord> {
+    device_record(c, device_id)
+        .await?
         .ok_or_else(|| StoreError::NotFound(format!("device {device_id:?} does not exist")))
 }
 
 /// The columns of a one-row table as a JSON object (binary values as `{"base64": ...}`).
-fn row_object(
+async fn row_object(
     c: &mut dyn Conn,
     table: &str,
     columns: &[&str],
@@ -344,7 +364,7 @@ fn row_object(
         "SELECT {} FROM {table} WHERE device = $1",
         columns.join(", ")
     );
-    Ok(c.query_opt(&sql, args![device])?.map(|row| {
+    Ok(c.query_opt(&sql, args![device]).await?.map(|row| {
         columns
             .iter()
             .zip(row.0.iter())
@@ -354,8 +374,8 @@ fn row_object(
     }))
 }
 
-pub(crate) fn device(c: &mut dyn Conn, device_id: &str) -> Result<Option<DeviceDetail>> {
-    let Some(device) = device_record(c, device_id)? else {
+pub(crate) async fn device(c: &mut dyn Conn, device_id: &str) -> Result<Option<DeviceDetail>> {
+    let Some(device) = device_record(c, device_id).await? else {
         return Ok(None);
     };
     let app_info = row_object(
@@ -363,15 +383,16 @@ pub(crate) fn device(c: &mut dyn Conn, device_id: &str) -> Result<Option<DeviceD
         "device_app_info",
         super::device::APP_INFO_COLUMNS,
         device.id,
-    )?;
+    )
+    .await?;
     let app_state = row_object(
         c,
         "device_app_state",
         super::device::APP_STATE_COLUMNS,
         device.id,
-    )?;
-    let settings = c.query_opt(super::device::SETTINGS, args![device.id])?;
-    let settings = super::device::settings(settings.as_ref())?;
+    )
+    .await?;
+    let settings = super::device::settings(c, device.id).await?;
     Ok(Some(DeviceDetail {
         device,
         app_info,
@@ -380,23 +401,24 @@ pub(crate) fn device(c: &mut dyn Conn, device_id: &str) -> Result<Option<DeviceD
     }))
 }
 
-pub(crate) fn register_device(
+pub(crate) async fn register_device(
     c: &mut dyn Conn,
     device_id: &str,
     group: i64,
     by: &Actor,
 ) -> Result<(DeviceRecord, AuditEntry)> {
-    if device_record(c, device_id)?.is_some() {
+    if device_record(c, device_id).await?.is_some() {
         return Err(StoreError::Conflict(format!(
             "device {device_id:?} already exists"
         )));
     }
-    existing_group(c, group)?;
+    existing_group(c, group).await?;
     c.execute(
         "INSERT INTO devices (device_id, group_id) VALUES ($1, $2)",
         args![device_id, group],
-    )?;
-    let after = existing_device(c, device_id)?;
+    )
+    .await?;
+    let after = existing_device(c, device_id).await?;
     let entry = bus::audit(
         c,
         Change {
@@ -407,13 +429,14 @@ pub(crate) fn register_device(
             before: None,
             after: json(&after),
         },
-    )?;
+    )
+    .await?;
     Ok((after, entry))
 }
 
 /// Changes one device with `sql` (binding `value`, then the DeviceId), audits it as `action` and
 /// puts `topic` on the bus.
-fn change_device(
+async fn change_device(
     c: &mut dyn Conn,
     device_id: &str,
     sql: &str,
@@ -422,9 +445,9 @@ fn change_device(
     topic: &str,
     by: &Actor,
 ) -> Result<(DeviceRecord, AuditEntry)> {
-    let before = existing_device(c, device_id)?;
-    c.execute(sql, &[value, device_id.into()])?;
-    let after = existing_device(c, device_id)?;
+    let before = existing_device(c, device_id).await?;
+    c.execute(sql, &[value, device_id.into()]).await?;
+    let after = existing_device(c, device_id).await?;
     let entry = bus::audit(
         c,
         Change {
@@ -435,19 +458,20 @@ fn change_device(
             before: json(&before),
             after: json(&after),
         },
-    )?;
+    )
+    .await?;
     let payload = serde_json::json!({ "group_id": after.group_id, "status": after.status });
-    bus::append(c, topic, Some(device_id), Some(payload), None)?;
+    bus::append(c, topic, Some(device_id), Some(payload), None).await?;
     Ok((after, entry))
 }
 
-pub(crate) fn move_device(
+pub(crate) async fn move_device(
     c: &mut dyn Conn,
     device_id: &str,
     group: i64,
     by: &Actor,
 ) -> Result<(DeviceRecord, AuditEntry)> {
-    existing_group(c, group)?;
+    existing_group(c, group).await?;
     change_device(
         c,
         device_id,
@@ -457,9 +481,10 @@ pub(crate) fn move_device(
         "device.moved",
         by,
     )
+    .await
 }
 
-pub(crate) fn set_device_status(
+pub(crate) async fn set_device_status(
     c: &mut dyn Conn,
     device_id: &str,
     status: DeviceStatus,
@@ -478,9 +503,10 @@ pub(crate) fn set_device_status(
         topic,
         by,
     )
+    .await
 }
 
-pub(crate) fn reset_device(
+pub(crate) async fn reset_device(
     c: &mut dyn Conn,
     device_id: &str,
     by: &Actor,
@@ -494,11 +520,17 @@ pub(crate) fn reset_device(
         "device.reset",
         by,
     )
+    .await
 }
 
-pub(crate) fn delete_device(c: &mut dyn Conn, device_id: &str, by: &Actor) -> Result<AuditEntry> {
-    let before = existing_device(c, device_id)?;
-    c.execute("DELETE FROM devices WHERE device_id = $1", args![device_id])?;
+pub(crate) async fn delete_device(
+    c: &mut dyn Conn,
+    device_id: &str,
+    by: &Actor,
+) -> Result<AuditEntry> {
+    let before = existing_device(c, device_id).await?;
+    c.execute("DELETE FROM devices WHERE device_id = $1", args![device_id])
+        .await?;
     let entry = bus::audit(
         c,
         Change {
@@ -509,20 +541,20 @@ pub(crate) fn delete_device(c: &mut dyn Conn, device_id: &str, by: &Actor) -> Re
             before: json(&before),
             after: None,
         },
-    )?;
-    bus::append(c, "device.deleted", Some(device_id), None, None)?;
+    )
+    .await?;
+    bus::append(c, "device.deleted", Some(device_id), None, None).await?;
     Ok(entry)
 }
 
-pub(crate) fn queue_settings(
+pub(crate) async fn queue_settings(
     c: &mut dyn Conn,
     device_id: &str,
     changes: &Params,
     by: &Actor,
 ) -> Result<(SettingsRecord, AuditEntry)> {
-    let device = existing_device(c, device_id)?;
-    let before = c.query_opt(super::device::SETTINGS, args![device.id])?;
-    let before = super::device::settings(before.as_ref())?;
+    let device = existing_device(c, device_id).await?;
+    let before = super::device::settings(c, device.id).await?;
     let merged = match &before.pending {
         Some(pending) => crate::sync::policy::apply_changes(pending, changes),
         None => changes.clone(),
@@ -532,9 +564,9 @@ pub(crate) fn queue_settings(
          ON CONFLICT (device) DO UPDATE SET pending = excluded.pending,
              pending_rev = device_settings.pending_rev + 1",
         &[device.id.into(), Arg::Json(json(&merged))],
-    )?;
-    let after = c.query_opt(super::device::SETTINGS, args![device.id])?;
-    let after = super::device::settings(after.as_ref())?;
+    )
+    .await?;
+    let after = super::device::settings(c, device.id).await?;
     let entry = bus::audit(
         c,
         Change {
@@ -545,7 +577,8 @@ pub(crate) fn queue_settings(
             before: json(&before.pending),
             after: json(&after.pending),
         },
-    )?;
+    )
+    .await?;
     Ok((after, entry))
 }
 
@@ -566,28 +599,30 @@ fn policy_row(r: &Row) -> Result<PolicyEntry> {
     })
 }
 
-pub(crate) fn policy_of(c: &mut dyn Conn, group: i64) -> Result<Vec<PolicyEntry>> {
-    existing_group(c, group)?;
+pub(crate) async fn policy_of(c: &mut dyn Conn, group: i64) -> Result<Vec<PolicyEntry>> {
+    existing_group(c, group).await?;
     c.query(
         &format!("SELECT {POLICY_COLUMNS} FROM policy WHERE group_id = $1 ORDER BY path, id"),
         args![group],
-    )?
+    )
+    .await?
     .iter()
     .map(policy_row)
     .collect()
 }
 
-fn policy_entry(c: &mut dyn Conn, group: i64, id: i64) -> Result<Option<PolicyEntry>> {
+async fn policy_entry(c: &mut dyn Conn, group: i64, id: i64) -> Result<Option<PolicyEntry>> {
     c.query_opt(
         &format!("SELECT {POLICY_COLUMNS} FROM policy WHERE group_id = $1 AND id = $2"),
         args![group, id],
-    )?
+    )
+    .await?
     .as_ref()
     .map(policy_row)
     .transpose()
 }
 
-fn audit_policy(
+async fn audit_policy(
     c: &mut dyn Conn,
     action: &str,
     id: i64,
@@ -606,19 +641,21 @@ fn audit_policy(
             after: after.and_then(json),
         },
     )
+    .await
 }
 
-pub(crate) fn set_policy(
+pub(crate) async fn set_policy(
     c: &mut dyn Conn,
     row: &PolicyRow,
     by: &Actor,
 ) -> Result<(PolicyEntry, AuditEntry)> {
-    existing_group(c, row.group_id)?;
+    existing_group(c, row.group_id).await?;
     let before = c
         .query_opt(
             &format!("SELECT {POLICY_COLUMNS} FROM policy WHERE group_id = $1 AND path = $2"),
             args![row.group_id, &row.path],
-        )?
+        )
+        .await?
         .as_ref()
         .map(policy_row)
         .transpose()?;
@@ -636,30 +673,32 @@ pub(crate) fn set_policy(
                 &row.value,
                 row.locked
             ],
-        )?
+        )
+        .await?
         .int(0)?;
     let after = PolicyEntry {
         id,
         row: row.clone(),
     };
-    let entry = audit_policy(c, "policy.set", id, before.as_ref(), Some(&after), by)?;
+    let entry = audit_policy(c, "policy.set", id, before.as_ref(), Some(&after), by).await?;
     Ok((after, entry))
 }
 
-pub(crate) fn update_policy(
+pub(crate) async fn update_policy(
     c: &mut dyn Conn,
     id: i64,
     row: &PolicyRow,
     by: &Actor,
 ) -> Result<(PolicyEntry, AuditEntry)> {
-    let before = policy_entry(c, row.group_id, id)?.ok_or_else(|| {
+    let before = policy_entry(c, row.group_id, id).await?.ok_or_else(|| {
         StoreError::NotFound(format!("group {} has no policy row {id}", row.group_id))
     })?;
     if before.row.path != row.path
         && c.query_opt(
             "SELECT id FROM policy WHERE group_id = $1 AND path = $2",
             args![row.group_id, &row.path],
-        )?
+        )
+        .await?
         .is_some()
     {
         return Err(StoreError::Conflict(format!(
@@ -678,36 +717,40 @@ pub(crate) fn update_policy(
             row.group_id,
             id
         ],
-    )?;
+    )
+    .await?;
     let after = PolicyEntry {
         id,
         row: row.clone(),
     };
-    let entry = audit_policy(c, "policy.update", id, Some(&before), Some(&after), by)?;
+    let entry = audit_policy(c, "policy.update", id, Some(&before), Some(&after), by).await?;
     Ok((after, entry))
 }
 
-pub(crate) fn delete_policy(
+pub(crate) async fn delete_policy(
     c: &mut dyn Conn,
     group: i64,
     id: i64,
     by: &Actor,
 ) -> Result<AuditEntry> {
-    let before = policy_entry(c, group, id)?
+    let before = policy_entry(c, group, id)
+        .await?
         .ok_or_else(|| StoreError::NotFound(format!("group {group} has no policy row {id}")))?;
-    c.execute("DELETE FROM policy WHERE id = $1", args![id])?;
-    audit_policy(c, "policy.delete", id, Some(&before), None, by)
+    c.execute("DELETE FROM policy WHERE id = $1", args![id])
+        .await?;
+    audit_policy(c, "policy.delete", id, Some(&before), None, by).await
 }
 
 // --- subscriptions ---
 
-pub(crate) fn subscriptions_of(c: &mut dyn Conn, group: i64) -> Result<Vec<SubscriptionRow>> {
-    existing_group(c, group)?;
+pub(crate) async fn subscriptions_of(c: &mut dyn Conn, group: i64) -> Result<Vec<SubscriptionRow>> {
+    existing_group(c, group).await?;
     c.query(
         "SELECT group_id, severity, event_type FROM subscriptions WHERE group_id = $1
          ORDER BY severity, event_type",
         args![group],
-    )?
+    )
+    .await?
     .iter()
     .map(|r| {
         Ok(SubscriptionRow {
@@ -719,20 +762,23 @@ pub(crate) fn subscriptions_of(c: &mut dyn Conn, group: i64) -> Result<Vec<Subsc
     .collect()
 }
 
-pub(crate) fn set_subscription(
+pub(crate) async fn set_subscription(
     c: &mut dyn Conn,
     row: &SubscriptionRow,
     subscribed: bool,
     by: &Actor,
 ) -> Result<Option<AuditEntry>> {
-    existing_group(c, row.group_id)?;
+    existing_group(c, row.group_id).await?;
     let sql = if subscribed {
         "INSERT INTO subscriptions (group_id, severity, event_type) VALUES ($1, $2, $3)
          ON CONFLICT DO NOTHING"
     } else {
         "DELETE FROM subscriptions WHERE group_id = $1 AND severity = $2 AND event_type = $3"
     };
-    if c.execute(sql, args![row.group_id, row.severity, &row.event_type])? == 0 {
+    if c.execute(sql, args![row.group_id, row.severity, &row.event_type])
+        .await?
+        == 0
+    {
         return Ok(None);
     }
     let (action, before, after) = if subscribed {
@@ -751,5 +797,6 @@ pub(crate) fn set_subscription(
             after,
         },
     )
+    .await
     .map(Some)
 }

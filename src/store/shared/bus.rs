@@ -8,7 +8,7 @@ use crate::store::{Actor, AuditEntry, AuditQuery, BusRecord, Page, Result};
 
 /// Appends an outbox entry in the caller's transaction. SQLite has one writer: the entry takes the
 /// next `seq` now. PostgreSQL numbers entries after commit (see the outbox's migration).
-pub(crate) fn append(
+pub(crate) async fn append(
     c: &mut dyn Conn,
     topic: &str,
     object_id: Option<&str>,
@@ -35,7 +35,8 @@ pub(crate) fn append(
             events.map(|e| e.0),
             events.map(|e| e.1)
         ],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
@@ -54,34 +55,38 @@ fn bus_record(r: &Row) -> Result<BusRecord> {
     })
 }
 
-pub(crate) fn after(c: &mut dyn Conn, seq: i64, limit: u32) -> Result<Vec<BusRecord>> {
+pub(crate) async fn after(c: &mut dyn Conn, seq: i64, limit: u32) -> Result<Vec<BusRecord>> {
     let sql = format!("SELECT {BUS_COLUMNS} FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2");
-    c.query(&sql, args![seq, i64::from(limit)])?
+    c.query(&sql, args![seq, i64::from(limit)])
+        .await?
         .iter()
         .map(bus_record)
         .collect()
 }
 
-pub(crate) fn head(c: &mut dyn Conn) -> Result<i64> {
-    c.query_one("SELECT coalesce(max(seq), 0) FROM outbox", &[])?
+pub(crate) async fn head(c: &mut dyn Conn) -> Result<i64> {
+    c.query_one("SELECT coalesce(max(seq), 0) FROM outbox", &[])
+        .await?
         .int(0)
 }
 
-pub(crate) fn cursor(c: &mut dyn Conn, consumer: &str) -> Result<Option<i64>> {
+pub(crate) async fn cursor(c: &mut dyn Conn, consumer: &str) -> Result<Option<i64>> {
     c.query_opt(
         "SELECT seq FROM bus_cursors WHERE consumer = $1",
         args![consumer],
-    )?
+    )
+    .await?
     .map(|r| r.int(0))
     .transpose()
 }
 
-pub(crate) fn set_cursor(c: &mut dyn Conn, consumer: &str, seq: i64) -> Result<()> {
+pub(crate) async fn set_cursor(c: &mut dyn Conn, consumer: &str, seq: i64) -> Result<()> {
     c.execute(
         "INSERT INTO bus_cursors (consumer, seq, updated_at) VALUES ($1, $2, $3)
          ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
         args![consumer, seq, OffsetDateTime::now_utc()],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
@@ -96,7 +101,7 @@ pub(crate) struct Change<'a> {
 }
 
 /// Records `change` in the audit trail and puts the entry on the bus, in the caller's transaction.
-pub(crate) fn audit(c: &mut dyn Conn, change: Change<'_>) -> Result<AuditEntry> {
+pub(crate) async fn audit(c: &mut dyn Conn, change: Change<'_>) -> Result<AuditEntry> {
     // PostgreSQL keeps microseconds: the entry says what is stored.
     let now = OffsetDateTime::now_utc();
     let at = now
@@ -118,7 +123,8 @@ pub(crate) fn audit(c: &mut dyn Conn, change: Change<'_>) -> Result<AuditEntry> 
                 change.before.clone(),
                 change.after.clone()
             ],
-        )?
+        )
+        .await?
         .int(0)?;
     let entry = AuditEntry {
         id,
@@ -131,12 +137,15 @@ pub(crate) fn audit(c: &mut dyn Conn, change: Change<'_>) -> Result<AuditEntry> 
         after: change.after,
     };
     let payload = serde_json::to_value(&entry).map_err(crate::store::StoreError::corrupt)?;
-    append(c, "audit", Some(&entry.object_id), Some(payload), None)?;
+    append(c, "audit", Some(&entry.object_id), Some(payload), None).await?;
     Ok(entry)
 }
 
 /// The audit trail, newest first.
-pub(crate) fn audit_entries(c: &mut dyn Conn, query: &AuditQuery) -> Result<Page<AuditEntry>> {
+pub(crate) async fn audit_entries(
+    c: &mut dyn Conn,
+    query: &AuditQuery,
+) -> Result<Page<AuditEntry>> {
     let mut conditions = Vec::new();
     let mut params: Vec<Arg> = Vec::new();
     let mut filter = |condition: &str, value: &Option<String>| {
@@ -154,21 +163,24 @@ pub(crate) fn audit_entries(c: &mut dyn Conn, query: &AuditQuery) -> Result<Page
         format!("WHERE {}", conditions.join(" AND "))
     };
     let total = c
-        .query_one(&format!("SELECT count(*) FROM audit {filter}"), &params)?
+        .query_one(&format!("SELECT count(*) FROM audit {filter}"), &params)
+        .await?
         .int(0)?;
     let n = params.len();
     params.push((query.page.limit as i64).into());
     params.push((query.page.offset as i64).into());
-    let rows = c.query(
-        &format!(
-            "SELECT id, at, actor, actor_token, actor_address, action, object_kind, object,
+    let rows = c
+        .query(
+            &format!(
+                "SELECT id, at, actor, actor_token, actor_address, action, object_kind, object,
                     before, after, details
              FROM audit {filter} ORDER BY id DESC LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        ),
-        &params,
-    )?;
+                n + 1,
+                n + 2
+            ),
+            &params,
+        )
+        .await?;
     let items = rows
         .iter()
         .map(|r| {

@@ -14,50 +14,58 @@ use crate::store::{
 };
 use crate::sync::Known;
 
-pub(crate) const DEVICE_LOGIN: &str =
-    "SELECT id, credential, status FROM devices WHERE device_id = $1";
+const DEVICE_LOGIN: &str = "SELECT id, credential, status FROM devices WHERE device_id = $1";
 
-pub(crate) fn device_login(r: &Row) -> Result<DeviceLogin> {
-    Ok(DeviceLogin {
-        id: r.int(0)?,
-        credential: r.opt_bytes(1)?,
-        blocked: r.text(2)? == "blocked",
-    })
+pub(crate) async fn device_login(c: &mut dyn Conn, device_id: &str) -> Result<Option<DeviceLogin>> {
+    c.query_opt(DEVICE_LOGIN, args![device_id])
+        .await?
+        .map(|r| {
+            Ok(DeviceLogin {
+                id: r.int(0)?,
+                credential: r.opt_bytes(1)?,
+                blocked: r.text(2)? == "blocked",
+            })
+        })
+        .transpose()
 }
 
 /// Records a first contact's credential: sets it on a pre-registered (or reset) row, or inserts the
 /// device. `None` when another login enrolled the same id first. Puts `device.enrolled` on the bus.
-pub(crate) fn enrol(
+pub(crate) async fn enrol(
     c: &mut dyn Conn,
     device_id: &str,
     credential: &[u8],
     seen: &Seen,
 ) -> Result<Option<i64>> {
-    let id = match c.query_opt(
-        "UPDATE devices SET credential = $1, first_seen = coalesce(first_seen, $2),
+    let id = match c
+        .query_opt(
+            "UPDATE devices SET credential = $1, first_seen = coalesce(first_seen, $2),
              last_seen = $2, last_address = $3
          WHERE device_id = $4 AND credential IS NULL RETURNING id",
-        args![credential, seen.at, &seen.address, device_id],
-    )? {
+            args![credential, seen.at, &seen.address, device_id],
+        )
+        .await?
+    {
         Some(row) => Some(row.int(0)?),
         None => c
             .query_opt(
                 "INSERT INTO devices (device_id, credential, first_seen, last_seen, last_address)
                  VALUES ($1, $2, $3, $3, $4) ON CONFLICT (device_id) DO NOTHING RETURNING id",
                 args![device_id, credential, seen.at, &seen.address],
-            )?
+            )
+            .await?
             .map(|r| r.int(0))
             .transpose()?,
     };
     if id.is_some() {
         let payload = serde_json::json!({ "address": seen.address });
-        bus::append(c, "device.enrolled", Some(device_id), Some(payload), None)?;
+        bus::append(c, "device.enrolled", Some(device_id), Some(payload), None).await?;
     }
     Ok(id)
 }
 
 /// The device's group, sync state and the revisions, in one read.
-pub(crate) const SYNC_RECORD: &str = "SELECT d.group_id, s.info_hash, s.state_hash,
+const SYNC_RECORD: &str = "SELECT d.group_id, s.info_hash, s.state_hash,
         s.settings_hash, s.policy_hash, s.policy_digest, s.subs_hash, s.subs_digest,
         CASE WHEN st.current IS NULL THEN 0 ELSE 1 END,
         CASE WHEN st.pending_rev > st.pushed_rev THEN 1 ELSE 0 END,
@@ -68,7 +76,11 @@ pub(crate) const SYNC_RECORD: &str = "SELECT d.group_id, s.info_hash, s.state_ha
      LEFT JOIN device_settings st ON st.device = d.id
      WHERE d.id = $1";
 
-pub(crate) fn sync_record(r: &Row) -> Result<SyncRecord> {
+pub(crate) async fn sync_record(c: &mut dyn Conn, device: i64) -> Result<SyncRecord> {
+    let r = c
+        .query_opt(SYNC_RECORD, args![device])
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("device row {device}")))?;
     Ok(SyncRecord {
         group_id: r.int(0)?,
         known: Known {
@@ -89,10 +101,15 @@ pub(crate) fn sync_record(r: &Row) -> Result<SyncRecord> {
     })
 }
 
-pub(crate) const SETTINGS: &str =
+const SETTINGS: &str =
     "SELECT current, pending, pending_rev FROM device_settings WHERE device = $1";
 
-pub(crate) fn settings(r: Option<&Row>) -> Result<SettingsRecord> {
+pub(crate) async fn settings(c: &mut dyn Conn, device: i64) -> Result<SettingsRecord> {
+    let row = c.query_opt(SETTINGS, args![device]).await?;
+    settings_of(row.as_ref())
+}
+
+pub(crate) fn settings_of(r: Option<&Row>) -> Result<SettingsRecord> {
     match r {
         None => Ok(SettingsRecord::default()),
         Some(r) => Ok(SettingsRecord {
@@ -103,11 +120,11 @@ pub(crate) fn settings(r: Option<&Row>) -> Result<SettingsRecord> {
     }
 }
 
-pub(crate) const REVISIONS: &str = "SELECT name, rev FROM revisions";
+const REVISIONS: &str = "SELECT name, rev FROM revisions";
 
-pub(crate) fn revisions(rows: &[Row]) -> Result<Revisions> {
+pub(crate) async fn revisions(c: &mut dyn Conn) -> Result<Revisions> {
     let mut revs = Revisions::default();
-    for r in rows {
+    for r in c.query(REVISIONS, &[]).await? {
         match r.text(0)?.as_str() {
             "policy" => revs.policy = r.int(1)?,
             "subscriptions" => revs.subscriptions = r.int(1)?,
@@ -117,15 +134,16 @@ pub(crate) fn revisions(rows: &[Row]) -> Result<Revisions> {
     Ok(revs)
 }
 
-pub(crate) const GROUP_CHAIN: &str = "WITH RECURSIVE chain (id, parent_id, depth) AS (
+const GROUP_CHAIN: &str = "WITH RECURSIVE chain (id, parent_id, depth) AS (
          SELECT id, parent_id, 0 FROM groups WHERE id = $1
          UNION ALL
          SELECT g.id, g.parent_id, c.depth + 1 FROM groups g JOIN chain c ON g.id = c.parent_id
          WHERE c.depth < 64
      ) SELECT id FROM chain ORDER BY depth DESC";
 
-pub(crate) fn group_chain(c: &mut dyn Conn, group: i64) -> Result<Vec<i64>> {
-    c.query(GROUP_CHAIN, args![group])?
+pub(crate) async fn group_chain(c: &mut dyn Conn, group: i64) -> Result<Vec<i64>> {
+    c.query(GROUP_CHAIN, args![group])
+        .await?
         .iter()
         .map(|r| r.int(0))
         .collect()
@@ -142,12 +160,13 @@ fn in_groups(groups: &[i64]) -> (String, Vec<Arg>) {
     )
 }
 
-pub(crate) fn policy_rows(c: &mut dyn Conn, groups: &[i64]) -> Result<Vec<PolicyRow>> {
+pub(crate) async fn policy_rows(c: &mut dyn Conn, groups: &[i64]) -> Result<Vec<PolicyRow>> {
     let (list, params) = in_groups(groups);
     let sql = format!(
         "SELECT group_id, path, value_type, value, locked FROM policy WHERE group_id IN ({list})"
     );
-    c.query(&sql, &params)?
+    c.query(&sql, &params)
+        .await?
         .iter()
         .map(|r| {
             Ok(PolicyRow {
@@ -161,12 +180,16 @@ pub(crate) fn policy_rows(c: &mut dyn Conn, groups: &[i64]) -> Result<Vec<Policy
         .collect()
 }
 
-pub(crate) fn subscription_rows(c: &mut dyn Conn, groups: &[i64]) -> Result<Vec<SubscriptionRow>> {
+pub(crate) async fn subscription_rows(
+    c: &mut dyn Conn,
+    groups: &[i64],
+) -> Result<Vec<SubscriptionRow>> {
     let (list, params) = in_groups(groups);
     let sql = format!(
         "SELECT group_id, severity, event_type FROM subscriptions WHERE group_id IN ({list})"
     );
-    c.query(&sql, &params)?
+    c.query(&sql, &params)
+        .await?
         .iter()
         .map(|r| {
             Ok(SubscriptionRow {
@@ -178,8 +201,10 @@ pub(crate) fn subscription_rows(c: &mut dyn Conn, groups: &[i64]) -> Result<Vec<
         .collect()
 }
 
-pub(crate) fn device_count(c: &mut dyn Conn) -> Result<i64> {
-    c.query_one("SELECT count(*) FROM devices", &[])?.int(0)
+pub(crate) async fn device_count(c: &mut dyn Conn) -> Result<i64> {
+    c.query_one("SELECT count(*) FROM devices", &[])
+        .await?
+        .int(0)
 }
 
 /// The columns of `device_app_info`, in the order [`app_info_args`] binds them.
@@ -320,7 +345,7 @@ fn json(tree: &Params) -> Arg {
 }
 
 /// Writes what one sync result changes, in the caller's transaction.
-pub(crate) fn record_result(
+pub(crate) async fn record_result(
     c: &mut dyn Conn,
     device: i64,
     write: &SyncWrite,
@@ -332,12 +357,12 @@ pub(crate) fn record_result(
     if let Some(info) = &write.app_info {
         let sql =
             APP_INFO.get_or_init(|| upsert_sql("device_app_info", "device", APP_INFO_COLUMNS));
-        c.execute(sql, &app_info_args(device, info, now))?;
+        c.execute(sql, &app_info_args(device, info, now)).await?;
     }
     if let Some(state) = &write.app_state {
         let sql =
             APP_STATE.get_or_init(|| upsert_sql("device_app_state", "device", APP_STATE_COLUMNS));
-        c.execute(sql, &app_state_args(device, state, now))?;
+        c.execute(sql, &app_state_args(device, state, now)).await?;
     }
     match &write.settings {
         Some(SettingsWrite::Reported(tree)) => {
@@ -346,7 +371,8 @@ pub(crate) fn record_result(
                  ON CONFLICT (device) DO UPDATE SET current = excluded.current,
                      reported_at = excluded.reported_at",
                 &[device.into(), json(tree), now.into()],
-            )?;
+            )
+            .await?;
         }
         Some(SettingsWrite::Pushed { tree, rev }) => {
             c.execute(
@@ -354,7 +380,8 @@ pub(crate) fn record_result(
                      pending = CASE WHEN pending_rev <= $3 THEN NULL ELSE pending END
                  WHERE device = $4",
                 &[json(tree), now.into(), (*rev).into(), device.into()],
-            )?;
+            )
+            .await?;
         }
         None => {}
     }
@@ -363,7 +390,8 @@ pub(crate) fn record_result(
         columns.extend(write.columns.iter().map(|(column, _)| column.name()));
         let mut params: Vec<Arg> = vec![device.into(), now.into()];
         params.extend(write.columns.iter().map(|(_, v)| Arg::from(v.clone())));
-        c.execute(&upsert_sql("device_sync", "device", &columns), &params)?;
+        c.execute(&upsert_sql("device_sync", "device", &columns), &params)
+            .await?;
     }
     if let Some((command, error)) = &write.error {
         c.execute(
@@ -384,25 +412,29 @@ pub(crate) fn record_result(
                 &error.message,
                 now
             ],
-        )?;
+        )
+        .await?;
         let payload = serde_json::json!({
             "command": command, "code": error.code, "module": error.module, "message": error.message,
         });
-        let id = device_id_of(c, device)?;
-        bus::append(c, "device.sync_error", Some(&id), Some(payload), None)?;
+        let id = device_id_of(c, device).await?;
+        bus::append(c, "device.sync_error", Some(&id), Some(payload), None).await?;
     }
     if let Some(name) = &write.join_group {
         let lock = c.dialect().pick("", " FOR UPDATE");
-        let group = c.query_one(
-            &format!("SELECT group_id, device_id FROM devices WHERE id = $1{lock}"),
-            args![device],
-        )?;
+        let group = c
+            .query_one(
+                &format!("SELECT group_id, device_id FROM devices WHERE id = $1{lock}"),
+                args![device],
+            )
+            .await?;
         if group.int(0)? == UNASSIGNED_GROUP {
-            let target = super::admin::ensure_group(c, ROOT_GROUP, name)?;
+            let target = super::admin::ensure_group(c, ROOT_GROUP, name).await?;
             c.execute(
                 "UPDATE devices SET group_id = $1 WHERE id = $2",
                 args![target, device],
-            )?;
+            )
+            .await?;
             recorded.moved_to = Some(target);
             let payload = serde_json::json!({ "from": UNASSIGNED_GROUP, "to": target });
             bus::append(
@@ -411,32 +443,36 @@ pub(crate) fn record_result(
                 Some(&group.text(1)?),
                 Some(payload),
                 None,
-            )?;
+            )
+            .await?;
         }
     }
     if let Some(name) = &write.display_name {
         c.execute(
             "UPDATE devices SET display_name = $1 WHERE id = $2",
             args![name.as_str(), device],
-        )?;
+        )
+        .await?;
     }
     Ok(recorded)
 }
 
 /// The DeviceId of a device row.
-pub(crate) fn device_id_of(c: &mut dyn Conn, device: i64) -> Result<String> {
-    c.query_opt("SELECT device_id FROM devices WHERE id = $1", args![device])?
+pub(crate) async fn device_id_of(c: &mut dyn Conn, device: i64) -> Result<String> {
+    c.query_opt("SELECT device_id FROM devices WHERE id = $1", args![device])
+        .await?
         .ok_or_else(|| StoreError::NotFound(format!("device row {device}")))?
         .text(0)
 }
 
 /// Writes buffered "last seen" times, one statement per device.
-pub(crate) fn write_seen(c: &mut dyn Conn, seen: &[(i64, Seen)]) -> Result<()> {
+pub(crate) async fn write_seen(c: &mut dyn Conn, seen: &[(i64, Seen)]) -> Result<()> {
     for (device, seen) in seen {
         c.execute(
             "UPDATE devices SET last_seen = $1, last_address = $2 WHERE id = $3",
             args![seen.at, &seen.address, *device],
-        )?;
+        )
+        .await?;
     }
     Ok(())
 }

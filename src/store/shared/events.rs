@@ -44,7 +44,7 @@ fn compare_time(dialect: Dialect, column: &str, op: &str, param: usize) -> Strin
     )
 }
 
-pub(crate) fn events(c: &mut dyn Conn, q: &EventQuery) -> Result<Page<EventRecord>> {
+pub(crate) async fn events(c: &mut dyn Conn, q: &EventQuery) -> Result<Page<EventRecord>> {
     let mut conditions: Vec<String> = Vec::new();
     let mut params: Vec<Arg> = Vec::new();
     if !q.device_ids.is_empty() {
@@ -87,7 +87,8 @@ pub(crate) fn events(c: &mut dyn Conn, q: &EventQuery) -> Result<Page<EventRecor
     };
     let joins = "FROM events e JOIN devices d ON d.id = e.device";
     let total = c
-        .query_one(&format!("SELECT count(*) {joins} {filter}"), &params)?
+        .query_one(&format!("SELECT count(*) {joins} {filter}"), &params)
+        .await?
         .int(0)?;
     let n = params.len();
     params.push((q.page.limit as i64).into());
@@ -100,7 +101,8 @@ pub(crate) fn events(c: &mut dyn Conn, q: &EventQuery) -> Result<Page<EventRecor
                 n + 2
             ),
             &params,
-        )?
+        )
+        .await?
         .iter()
         .map(event_row)
         .collect::<Result<Vec<_>>>()?;
@@ -111,7 +113,7 @@ pub(crate) fn events(c: &mut dyn Conn, q: &EventQuery) -> Result<Page<EventRecor
 }
 
 /// Events by row: a range of ids and a list of ids, in id order.
-pub(crate) fn by_rows(
+pub(crate) async fn by_rows(
     c: &mut dyn Conn,
     range: Option<(i64, i64)>,
     ids: &[i64],
@@ -122,7 +124,7 @@ pub(crate) fn by_rows(
             "SELECT {EVENT_COLUMNS} FROM events e JOIN devices d ON d.id = e.device
              WHERE e.id BETWEEN $1 AND $2 ORDER BY e.id"
         );
-        for r in c.query(&sql, args![from, to])? {
+        for r in c.query(&sql, args![from, to]).await? {
             out.push(event_row(&r)?);
         }
     }
@@ -133,13 +135,15 @@ pub(crate) fn by_rows(
             placeholders(1, chunk.len())
         );
         let params: Vec<Arg> = chunk.iter().map(|i| Arg::from(*i)).collect();
-        for r in c.query(&sql, &params)? {
+        for r in c.query(&sql, &params).await? {
             out.push(event_row(&r)?);
         }
     }
     Ok(out)
 }
 
-pub(crate) fn count(c: &mut dyn Conn) -> Result<i64> {
-    c.query_one("SELECT count(*) FROM events", &[])?.int(0)
+pub(crate) async fn count(c: &mut dyn Conn) -> Result<i64> {
+    c.query_one("SELECT count(*) FROM events", &[])
+        .await?
+        .int(0)
 }

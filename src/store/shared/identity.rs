@@ -23,51 +23,61 @@ fn account_row(r: &Row) -> Result<Account> {
     })
 }
 
-pub(crate) fn account_count(c: &mut dyn Conn) -> Result<i64> {
-    c.query_one("SELECT count(*) FROM accounts", &[])?.int(0)
+pub(crate) async fn account_count(c: &mut dyn Conn) -> Result<i64> {
+    c.query_one("SELECT count(*) FROM accounts", &[])
+        .await?
+        .int(0)
 }
 
-pub(crate) fn account(c: &mut dyn Conn, id: i64) -> Result<Option<Account>> {
+pub(crate) async fn account(c: &mut dyn Conn, id: i64) -> Result<Option<Account>> {
     c.query_opt(
         &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
         args![id],
-    )?
+    )
+    .await?
     .as_ref()
     .map(account_row)
     .transpose()
 }
 
-fn existing_account(c: &mut dyn Conn, id: i64) -> Result<Account> {
-    account(c, id)?.ok_or_else(|| StoreError::NotFound(format!("account {id} does not exist")))
+async fn existing_account(c: &mut dyn Conn, id: i64) -> Result<Account> {
+    account(c, id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("account {id} does not exist")))
 }
 
-pub(crate) fn account_by_name(c: &mut dyn Conn, name: &str) -> Result<Option<(Account, String)>> {
+pub(crate) async fn account_by_name(
+    c: &mut dyn Conn,
+    name: &str,
+) -> Result<Option<(Account, String)>> {
     c.query_opt(
         &format!("SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts WHERE name = $1"),
         args![name],
-    )?
+    )
+    .await?
     .map(|r| Ok((account_row(&r)?, r.text(5)?)))
     .transpose()
 }
 
-pub(crate) fn accounts(c: &mut dyn Conn) -> Result<Vec<Account>> {
+pub(crate) async fn accounts(c: &mut dyn Conn) -> Result<Vec<Account>> {
     c.query(
         &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY name"),
         &[],
-    )?
+    )
+    .await?
     .iter()
     .map(account_row)
     .collect()
 }
 
-pub(crate) fn create_account(
+pub(crate) async fn create_account(
     c: &mut dyn Conn,
     name: &str,
     role: &str,
     password_hash: &str,
     by: &Actor,
 ) -> Result<(Account, AuditEntry)> {
-    if account_by_name(c, name)?.is_some() {
+    if account_by_name(c, name).await?.is_some() {
         return Err(StoreError::Conflict(format!(
             "an account named {name:?} already exists"
         )));
@@ -77,14 +87,15 @@ pub(crate) fn create_account(
             "INSERT INTO accounts (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4)
              RETURNING id",
             args![name, role, password_hash, OffsetDateTime::now_utc()],
-        )?
+        )
+        .await?
         .int(0)?;
-    let account = existing_account(c, id)?;
-    let entry = audit_account(c, "account.create", None, Some(&account), by)?;
+    let account = existing_account(c, id).await?;
+    let entry = audit_account(c, "account.create", None, Some(&account), by).await?;
     Ok((account, entry))
 }
 
-fn audit_account(
+async fn audit_account(
     c: &mut dyn Conn,
     action: &str,
     before: Option<&Account>,
@@ -103,41 +114,44 @@ fn audit_account(
             after: after.and_then(|a| serde_json::to_value(a).ok()),
         },
     )
+    .await
 }
 
-pub(crate) fn set_password(
+pub(crate) async fn set_password(
     c: &mut dyn Conn,
     id: i64,
     password_hash: &str,
     by: &Actor,
 ) -> Result<AuditEntry> {
-    let account = existing_account(c, id)?;
+    let account = existing_account(c, id).await?;
     c.execute(
         "UPDATE accounts SET password_hash = $1 WHERE id = $2",
         args![password_hash, id],
-    )?;
+    )
+    .await?;
     // The hash is no one's business: the entry says only that it changed.
-    audit_account(c, "account.password", Some(&account), Some(&account), by)
+    audit_account(c, "account.password", Some(&account), Some(&account), by).await
 }
 
-pub(crate) fn set_disabled(
+pub(crate) async fn set_disabled(
     c: &mut dyn Conn,
     id: i64,
     disabled: bool,
     by: &Actor,
 ) -> Result<AuditEntry> {
-    let before = existing_account(c, id)?;
+    let before = existing_account(c, id).await?;
     c.execute(
         "UPDATE accounts SET disabled = $1 WHERE id = $2",
         args![disabled, id],
-    )?;
-    let after = existing_account(c, id)?;
+    )
+    .await?;
+    let after = existing_account(c, id).await?;
     let action = if disabled {
         "account.disable"
     } else {
         "account.enable"
     };
-    audit_account(c, action, Some(&before), Some(&after), by)
+    audit_account(c, action, Some(&before), Some(&after), by).await
 }
 
 const TOKEN_COLUMNS: &str =
@@ -158,41 +172,49 @@ fn token_row(r: &Row) -> Result<TokenRecord> {
     })
 }
 
-pub(crate) fn tokens_of(c: &mut dyn Conn, account: i64) -> Result<Vec<TokenRecord>> {
+pub(crate) async fn tokens_of(c: &mut dyn Conn, account: i64) -> Result<Vec<TokenRecord>> {
     c.query(
         &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE account_id = $1 ORDER BY id"),
         args![account],
-    )?
+    )
+    .await?
     .iter()
     .map(token_row)
     .collect()
 }
 
-pub(crate) fn token_by_subject(c: &mut dyn Conn, subject: &str) -> Result<Option<TokenRecord>> {
+pub(crate) async fn token_by_subject(
+    c: &mut dyn Conn,
+    subject: &str,
+) -> Result<Option<TokenRecord>> {
     c.query_opt(
         &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE subject = $1"),
         args![subject],
-    )?
+    )
+    .await?
     .as_ref()
     .map(token_row)
     .transpose()
 }
 
-pub(crate) fn token(c: &mut dyn Conn, id: i64) -> Result<Option<TokenRecord>> {
+pub(crate) async fn token(c: &mut dyn Conn, id: i64) -> Result<Option<TokenRecord>> {
     c.query_opt(
         &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"),
         args![id],
-    )?
+    )
+    .await?
     .as_ref()
     .map(token_row)
     .transpose()
 }
 
-fn existing_token(c: &mut dyn Conn, id: i64) -> Result<TokenRecord> {
-    token(c, id)?.ok_or_else(|| StoreError::NotFound(format!("token {id} does not exist")))
+async fn existing_token(c: &mut dyn Conn, id: i64) -> Result<TokenRecord> {
+    token(c, id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("token {id} does not exist")))
 }
 
-fn audit_token(
+async fn audit_token(
     c: &mut dyn Conn,
     action: &str,
     before: Option<&TokenRecord>,
@@ -214,11 +236,12 @@ fn audit_token(
             after: after.and_then(|t| serde_json::to_value(t).ok()),
         },
     )
+    .await
 }
 
 /// Seed 001's token rules: creating a token deletes the account's expired ones; API tokens,
 /// active and revoked, count against the cap until they expire.
-pub(crate) fn create_token(
+pub(crate) async fn create_token(
     c: &mut dyn Conn,
     new: &NewToken,
     max_tokens: u64,
@@ -232,16 +255,19 @@ pub(crate) fn create_token(
                 earlier("expires_at", 2, c.dialect())
             ),
             args![new.account_id, now],
-        )?
+        )
+        .await?
         .iter()
         .map(token_row)
         .collect::<Result<Vec<_>>>()?;
     for token in &expired {
-        c.execute("DELETE FROM tokens WHERE id = $1", args![token.id])?;
-        audit_token(c, "token.delete", Some(token), None, by)?;
+        c.execute("DELETE FROM tokens WHERE id = $1", args![token.id])
+            .await?;
+        audit_token(c, "token.delete", Some(token), None, by).await?;
     }
     if new.kind == TokenKind::Api {
-        let held: Vec<TokenRecord> = tokens_of(c, new.account_id)?
+        let held: Vec<TokenRecord> = tokens_of(c, new.account_id)
+            .await?
             .into_iter()
             .filter(|t| t.kind == TokenKind::Api)
             .collect();
@@ -265,10 +291,11 @@ pub(crate) fn create_token(
                 new.created_at,
                 new.expires_at
             ],
-        )?
+        )
+        .await?
         .int(0)?;
-    let record = existing_token(c, id)?;
-    let entry = audit_token(c, "token.create", None, Some(&record), by)?;
+    let record = existing_token(c, id).await?;
+    let entry = audit_token(c, "token.create", None, Some(&record), by).await?;
     Ok(Ok((record, entry)))
 }
 
@@ -280,42 +307,44 @@ fn earlier(column: &str, param: usize, dialect: crate::store::sql::Dialect) -> S
     )
 }
 
-pub(crate) fn revoke_token(
+pub(crate) async fn revoke_token(
     c: &mut dyn Conn,
     id: i64,
     now: OffsetDateTime,
     by: &Actor,
 ) -> Result<(TokenRecord, AuditEntry)> {
-    let before = existing_token(c, id)?;
+    let before = existing_token(c, id).await?;
     if before.revoked_at.is_none() {
         c.execute(
             "UPDATE tokens SET revoked_at = $1 WHERE id = $2",
             args![now, id],
-        )?;
+        )
+        .await?;
     }
-    let after = existing_token(c, id)?;
-    let entry = audit_token(c, "token.revoke", Some(&before), Some(&after), by)?;
+    let after = existing_token(c, id).await?;
+    let entry = audit_token(c, "token.revoke", Some(&before), Some(&after), by).await?;
     Ok((after, entry))
 }
 
-pub(crate) fn delete_token(
+pub(crate) async fn delete_token(
     c: &mut dyn Conn,
     id: i64,
     now: OffsetDateTime,
     by: &Actor,
 ) -> Result<AuditEntry> {
-    let before = existing_token(c, id)?;
+    let before = existing_token(c, id).await?;
     if before.expires_at > now {
         return Err(StoreError::Conflict(format!(
             "token {id} expires at {} and may be deleted only after that; revoke it to stop it now",
             crate::store::timestamp(before.expires_at)
         )));
     }
-    c.execute("DELETE FROM tokens WHERE id = $1", args![id])?;
-    audit_token(c, "token.delete", Some(&before), None, by)
+    c.execute("DELETE FROM tokens WHERE id = $1", args![id])
+        .await?;
+    audit_token(c, "token.delete", Some(&before), None, by).await
 }
 
-pub(crate) fn failures(
+pub(crate) async fn failures(
     c: &mut dyn Conn,
     keys: &[String],
     since: OffsetDateTime,
@@ -330,13 +359,14 @@ pub(crate) fn failures(
         placeholders(1, keys.len()),
         earlier("since", keys.len() + 1, c.dialect())
     );
-    c.query(&sql, &params)?
+    c.query(&sql, &params)
+        .await?
         .iter()
         .map(|r| Ok((r.text(0)?, r.int(1)?.clamp(0, u32::MAX.into()) as u32)))
         .collect()
 }
 
-pub(crate) fn record_failure(
+pub(crate) async fn record_failure(
     c: &mut dyn Conn,
     keys: &[String],
     now: OffsetDateTime,
@@ -350,12 +380,12 @@ pub(crate) fn record_failure(
              count = CASE WHEN {stale} THEN 1 ELSE login_failures.count + 1 END"
     );
     for key in keys {
-        c.execute(&sql, args![key, now, since])?;
+        c.execute(&sql, args![key, now, since]).await?;
     }
     Ok(())
 }
 
-pub(crate) fn clear_failures(c: &mut dyn Conn, keys: &[String]) -> Result<()> {
+pub(crate) async fn clear_failures(c: &mut dyn Conn, keys: &[String]) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
@@ -366,15 +396,16 @@ pub(crate) fn clear_failures(c: &mut dyn Conn, keys: &[String]) -> Result<()> {
             placeholders(1, keys.len())
         ),
         &params,
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
 /// Deletes counts that are older than `since` (they count as zero already).
-pub(crate) fn forget_failures(c: &mut dyn Conn, since: OffsetDateTime) -> Result<u64> {
+pub(crate) async fn forget_failures(c: &mut dyn Conn, since: OffsetDateTime) -> Result<u64> {
     let sql = format!(
         "DELETE FROM login_failures WHERE {}",
         earlier("since", 1, c.dialect())
     );
-    c.execute(&sql, args![since])
+    c.execute(&sql, args![since]).await
 }

@@ -25,16 +25,16 @@ use time::OffsetDateTime;
 #[async_trait::async_trait]
 impl<E: Engine> AdminStore for E {
     async fn groups(&self) -> Result<Vec<Group>> {
-        read(self, admin::groups).await
+        read(self, crate::job!(|c| admin::groups(c))).await
     }
 
     async fn group(&self, id: i64) -> Result<Option<Group>> {
-        read(self, move |c| admin::group(c, id)).await
+        read(self, crate::job!(|c| admin::group(c, id))).await
     }
 
     async fn ensure_group(&self, parent: i64, name: &str) -> Result<i64> {
         let name = name.to_string();
-        write(self, move |c| admin::ensure_group(c, parent, &name)).await
+        write(self, crate::job!(|c| admin::ensure_group(c, parent, &name))).await
     }
 
     async fn create_group(
@@ -44,22 +44,30 @@ impl<E: Engine> AdminStore for E {
         by: &Actor,
     ) -> Result<(Group, AuditEntry)> {
         let (name, by) = (name.to_string(), by.clone());
-        write(self, move |c| admin::create_group(c, parent, &name, &by)).await
+        write(
+            self,
+            crate::job!(|c| admin::create_group(c, parent, &name, &by)),
+        )
+        .await
     }
 
     async fn rename_group(&self, id: i64, name: &str, by: &Actor) -> Result<(Group, AuditEntry)> {
         let (name, by) = (name.to_string(), by.clone());
-        write(self, move |c| admin::rename_group(c, id, &name, &by)).await
+        write(
+            self,
+            crate::job!(|c| admin::rename_group(c, id, &name, &by)),
+        )
+        .await
     }
 
     async fn move_group(&self, id: i64, parent: i64, by: &Actor) -> Result<(Group, AuditEntry)> {
         let by = by.clone();
-        write(self, move |c| admin::move_group(c, id, parent, &by)).await
+        write(self, crate::job!(|c| admin::move_group(c, id, parent, &by))).await
     }
 
     async fn delete_group(&self, id: i64, by: &Actor) -> Result<AuditEntry> {
         let by = by.clone();
-        write(self, move |c| admin::delete_group(c, id, &by)).await
+        write(self, crate::job!(|c| admin::delete_group(c, id, &by))).await
     }
 
     async fn devices(
@@ -68,12 +76,12 @@ impl<E: Engine> AdminStore for E {
         page: PageRequest,
     ) -> Result<Page<DeviceRecord>> {
         let filter = filter.clone();
-        read(self, move |c| admin::devices(c, &filter, page)).await
+        read(self, crate::job!(|c| admin::devices(c, &filter, page))).await
     }
 
     async fn device(&self, device_id: &str) -> Result<Option<DeviceDetail>> {
         let device_id = device_id.to_string();
-        read(self, move |c| admin::device(c, &device_id)).await
+        read(self, crate::job!(|c| admin::device(c, &device_id))).await
     }
 
     async fn register_device(
@@ -83,9 +91,10 @@ impl<E: Engine> AdminStore for E {
         by: &Actor,
     ) -> Result<(DeviceRecord, AuditEntry)> {
         let (device_id, by) = (device_id.to_string(), by.clone());
-        write(self, move |c| {
-            admin::register_device(c, &device_id, group, &by)
-        })
+        write(
+            self,
+            crate::job!(|c| admin::register_device(c, &device_id, group, &by)),
+        )
         .await
     }
 
@@ -96,7 +105,11 @@ impl<E: Engine> AdminStore for E {
         by: &Actor,
     ) -> Result<(DeviceRecord, AuditEntry)> {
         let (device_id, by) = (device_id.to_string(), by.clone());
-        write(self, move |c| admin::move_device(c, &device_id, group, &by)).await
+        write(
+            self,
+            crate::job!(|c| admin::move_device(c, &device_id, group, &by)),
+        )
+        .await
     }
 
     async fn set_device_status(
@@ -106,9 +119,10 @@ impl<E: Engine> AdminStore for E {
         by: &Actor,
     ) -> Result<(DeviceRecord, AuditEntry)> {
         let (device_id, by) = (device_id.to_string(), by.clone());
-        write(self, move |c| {
-            admin::set_device_status(c, &device_id, status, &by)
-        })
+        write(
+            self,
+            crate::job!(|c| admin::set_device_status(c, &device_id, status, &by)),
+        )
         .await
     }
 
@@ -118,12 +132,20 @@ impl<E: Engine> AdminStore for E {
         by: &Actor,
     ) -> Result<(DeviceRecord, AuditEntry)> {
         let (device_id, by) = (device_id.to_string(), by.clone());
-        write(self, move |c| admin::reset_device(c, &device_id, &by)).await
+        write(
+            self,
+            crate::job!(|c| admin::reset_device(c, &device_id, &by)),
+        )
+        .await
     }
 
     async fn delete_device(&self, device_id: &str, by: &Actor) -> Result<AuditEntry> {
         let (device_id, by) = (device_id.to_string(), by.clone());
-        write(self, move |c| admin::delete_device(c, &device_id, &by)).await
+        write(
+            self,
+            crate::job!(|c| admin::delete_device(c, &device_id, &by)),
+        )
+        .await
     }
 
     async fn queue_settings(
@@ -133,19 +155,20 @@ impl<E: Engine> AdminStore for E {
         by: &Actor,
     ) -> Result<(SettingsRecord, AuditEntry)> {
         let (device_id, changes, by) = (device_id.to_string(), changes.clone(), by.clone());
-        write(self, move |c| {
-            admin::queue_settings(c, &device_id, &changes, &by)
-        })
+        write(
+            self,
+            crate::job!(|c| admin::queue_settings(c, &device_id, &changes, &by)),
+        )
         .await
     }
 
     async fn policy_of(&self, group: i64) -> Result<Vec<PolicyEntry>> {
-        read(self, move |c| admin::policy_of(c, group)).await
+        read(self, crate::job!(|c| admin::policy_of(c, group))).await
     }
 
     async fn set_policy(&self, row: &PolicyRow, by: &Actor) -> Result<(PolicyEntry, AuditEntry)> {
         let (row, by) = (row.clone(), by.clone());
-        write(self, move |c| admin::set_policy(c, &row, &by)).await
+        write(self, crate::job!(|c| admin::set_policy(c, &row, &by))).await
     }
 
     async fn update_policy(
@@ -155,16 +178,24 @@ impl<E: Engine> AdminStore for E {
         by: &Actor,
     ) -> Result<(PolicyEntry, AuditEntry)> {
         let (row, by) = (row.clone(), by.clone());
-        write(self, move |c| admin::update_policy(c, id, &row, &by)).await
+        write(
+            self,
+            crate::job!(|c| admin::update_policy(c, id, &row, &by)),
+        )
+        .await
     }
 
     async fn delete_policy(&self, group: i64, id: i64, by: &Actor) -> Result<AuditEntry> {
         let by = by.clone();
-        write(self, move |c| admin::delete_policy(c, group, id, &by)).await
+        write(
+            self,
+            crate::job!(|c| admin::delete_policy(c, group, id, &by)),
+        )
+        .await
     }
 
     async fn subscriptions_of(&self, group: i64) -> Result<Vec<SubscriptionRow>> {
-        read(self, move |c| admin::subscriptions_of(c, group)).await
+        read(self, crate::job!(|c| admin::subscriptions_of(c, group))).await
     }
 
     async fn set_subscription(
@@ -174,15 +205,16 @@ impl<E: Engine> AdminStore for E {
         by: &Actor,
     ) -> Result<Option<AuditEntry>> {
         let (row, by) = (row.clone(), by.clone());
-        write(self, move |c| {
-            admin::set_subscription(c, &row, subscribed, &by)
-        })
+        write(
+            self,
+            crate::job!(|c| admin::set_subscription(c, &row, subscribed, &by)),
+        )
         .await
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Page<AuditEntry>> {
         let query = query.clone();
-        read(self, move |c| bus::audit_entries(c, &query)).await
+        read(self, crate::job!(|c| bus::audit_entries(c, &query))).await
     }
 }
 
@@ -190,7 +222,7 @@ impl<E: Engine> AdminStore for E {
 #[async_trait::async_trait]
 impl<E: Engine> IdentityStore for E {
     async fn account_count(&self) -> Result<i64> {
-        read(self, identity::account_count).await
+        read(self, crate::job!(|c| identity::account_count(c))).await
     }
 
     async fn create_account(
@@ -206,28 +238,33 @@ impl<E: Engine> IdentityStore for E {
             password_hash.to_string(),
             by.clone(),
         );
-        write(self, move |c| {
-            identity::create_account(c, &name, &role, &hash, &by)
-        })
+        write(
+            self,
+            crate::job!(|c| identity::create_account(c, &name, &role, &hash, &by)),
+        )
         .await
     }
 
     async fn account_by_name(&self, name: &str) -> Result<Option<(Account, String)>> {
         let name = name.to_string();
-        read(self, move |c| identity::account_by_name(c, &name)).await
+        read(self, crate::job!(|c| identity::account_by_name(c, &name))).await
     }
 
     async fn account(&self, id: i64) -> Result<Option<Account>> {
-        read(self, move |c| identity::account(c, id)).await
+        read(self, crate::job!(|c| identity::account(c, id))).await
     }
 
     async fn accounts(&self) -> Result<Vec<Account>> {
-        read(self, identity::accounts).await
+        read(self, crate::job!(|c| identity::accounts(c))).await
     }
 
     async fn set_password(&self, id: i64, password_hash: &str, by: &Actor) -> Result<AuditEntry> {
         let (hash, by) = (password_hash.to_string(), by.clone());
-        write(self, move |c| identity::set_password(c, id, &hash, &by)).await
+        write(
+            self,
+            crate::job!(|c| identity::set_password(c, id, &hash, &by)),
+        )
+        .await
     }
 
     async fn set_account_disabled(
@@ -237,7 +274,11 @@ impl<E: Engine> IdentityStore for E {
         by: &Actor,
     ) -> Result<AuditEntry> {
         let by = by.clone();
-        write(self, move |c| identity::set_disabled(c, id, disabled, &by)).await
+        write(
+            self,
+            crate::job!(|c| identity::set_disabled(c, id, disabled, &by)),
+        )
+        .await
     }
 
     async fn create_token(
@@ -247,23 +288,28 @@ impl<E: Engine> IdentityStore for E {
         by: &Actor,
     ) -> Result<std::result::Result<(TokenRecord, AuditEntry), TokenCapReached>> {
         let (token, by) = (token.clone(), by.clone());
-        write(self, move |c| {
-            identity::create_token(c, &token, max_tokens, &by)
-        })
+        write(
+            self,
+            crate::job!(|c| identity::create_token(c, &token, max_tokens, &by)),
+        )
         .await
     }
 
     async fn token_by_subject(&self, subject: &str) -> Result<Option<TokenRecord>> {
         let subject = subject.to_string();
-        read(self, move |c| identity::token_by_subject(c, &subject)).await
+        read(
+            self,
+            crate::job!(|c| identity::token_by_subject(c, &subject)),
+        )
+        .await
     }
 
     async fn token(&self, id: i64) -> Result<Option<TokenRecord>> {
-        read(self, move |c| identity::token(c, id)).await
+        read(self, crate::job!(|c| identity::token(c, id))).await
     }
 
     async fn tokens_of(&self, account: i64) -> Result<Vec<TokenRecord>> {
-        read(self, move |c| identity::tokens_of(c, account)).await
+        read(self, crate::job!(|c| identity::tokens_of(c, account))).await
     }
 
     async fn revoke_token(
@@ -273,11 +319,19 @@ impl<E: Engine> IdentityStore for E {
         by: &Actor,
     ) -> Result<(TokenRecord, AuditEntry)> {
         let by = by.clone();
-        write(self, move |c| identity::revoke_token(c, id, now, &by)).await
+        write(
+            self,
+            crate::job!(|c| identity::revoke_token(c, id, now, &by)),
+        )
+        .await
     }
 
     async fn delete_token(&self, id: i64, now: OffsetDateTime, by: &Actor) -> Result<AuditEntry> {
         let by = by.clone();
-        write(self, move |c| identity::delete_token(c, id, now, &by)).await
+        write(
+            self,
+            crate::job!(|c| identity::delete_token(c, id, now, &by)),
+        )
+        .await
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, Statement};
+use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
 use super::super::{Result, StoreError};
@@ -40,43 +40,47 @@ const COUNT_INFECTIONS: &str = "INSERT INTO device_infections
         last_virus_at = excluded.last_virus_at, last_virus_name = excluded.last_virus_name";
 
 /// Inserts the events of all `jobs`; returns each job's outcome, in order.
-pub(super) fn insert_jobs(db: &Connection, jobs: &[EventsJob]) -> Vec<Result<()>> {
+pub(super) fn insert_jobs(
+    db: &mut Connection,
+    jobs: &[EventsJob],
+    runtime: &tokio::runtime::Runtime,
+) -> Vec<Result<()>> {
     if jobs.is_empty() {
         return Vec::new();
     }
-    let mut insert = match db.prepare_cached(INSERT_EVENT) {
-        Ok(insert) => insert,
-        Err(e) => return all_failed(jobs, e),
-    };
-    let mut rows = Rows::default();
-    let all = in_savepoint(db, || insert_rows(db, &mut insert, jobs, &mut rows));
-    let outcomes = match all {
-        Ok(()) => jobs.iter().map(|_| Ok(())).collect(),
-        Err(e) if jobs.len() == 1 => vec![Err(e)],
-        Err(_) => {
-            rows = Rows::default();
-            jobs.iter()
-                .map(|job| {
-                    in_savepoint(db, || {
-                        insert_rows(db, &mut insert, std::slice::from_ref(job), &mut rows)
+    // The rows and their bus entry go in together or not at all: an event that is stored but not
+    // on the bus would never be exported.
+    let batch = in_savepoint(db, "event_batch", |db| {
+        let mut rows = Rows::default();
+        let all = in_savepoint(db, "events", |db| insert_rows(db, jobs, &mut rows));
+        let outcomes: Vec<Result<()>> = match all {
+            Ok(()) => jobs.iter().map(|_| Ok(())).collect(),
+            Err(e) if jobs.len() == 1 => vec![Err(e)],
+            Err(_) => {
+                rows = Rows::default();
+                jobs.iter()
+                    .map(|job| {
+                        in_savepoint(db, "events", |db| {
+                            insert_rows(db, std::slice::from_ref(job), &mut rows)
+                        })
                     })
-                })
-                .collect()
+                    .collect()
+            }
+        };
+        if let Some(range) = rows.range() {
+            let mut conn = Lite::new(db);
+            let entry = super::super::shared::bus::append(
+                &mut conn,
+                "device.events",
+                None,
+                None,
+                Some(range),
+            );
+            runtime.block_on(entry)?;
         }
-    };
-    if let Some(range) = rows.range() {
-        // Should this fail, the batch's transaction fails to commit and every caller hears so.
-        if let Err(e) = super::super::shared::bus::append(
-            &mut Lite::new(db),
-            "device.events",
-            None,
-            None,
-            Some(range),
-        ) {
-            return all_failed(jobs, e);
-        }
-    }
-    outcomes
+        Ok(outcomes)
+    });
+    batch.unwrap_or_else(|e| all_failed(jobs, e))
 }
 
 /// The same error for every job: nothing of theirs was written.
@@ -86,14 +90,18 @@ fn all_failed(jobs: &[EventsJob], e: impl std::fmt::Display) -> Vec<Result<()>> 
         .collect()
 }
 
-/// Runs `f` in a savepoint: all it wrote stays, or none of it.
-fn in_savepoint(db: &Connection, f: impl FnOnce() -> Result<()>) -> Result<()> {
-    db.execute_batch("SAVEPOINT events")?;
-    let outcome = f();
+/// Runs `f` in the savepoint `name`: all it wrote stays, or none of it.
+fn in_savepoint<T>(
+    db: &mut Connection,
+    name: &str,
+    f: impl FnOnce(&mut Connection) -> Result<T>,
+) -> Result<T> {
+    db.execute_batch(&format!("SAVEPOINT {name}"))?;
+    let outcome = f(db);
     if outcome.is_err() {
-        db.execute_batch("ROLLBACK TO events")?;
+        db.execute_batch(&format!("ROLLBACK TO {name}"))?;
     }
-    db.execute_batch("RELEASE events")?;
+    db.execute_batch(&format!("RELEASE {name}"))?;
     outcome
 }
 
@@ -125,12 +133,8 @@ struct Infections<'a> {
 
 /// Inserts the events of `jobs`, skipping resends, and adds the viruses found among the new ones to
 /// `device_infections`.
-fn insert_rows(
-    db: &Connection,
-    insert: &mut Statement<'_>,
-    jobs: &[EventsJob],
-    rows: &mut Rows,
-) -> Result<()> {
+fn insert_rows(db: &Connection, jobs: &[EventsJob], rows: &mut Rows) -> Result<()> {
+    let mut insert = db.prepare_cached(INSERT_EVENT)?;
     let mut infections: HashMap<i64, Infections> = HashMap::new();
     let mut added = Rows::default();
     for job in jobs {
@@ -245,7 +249,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let conn = super::super::connect(&dir.path().join("db.sqlite")).unwrap();
+        let mut conn = super::super::connect(&dir.path().join("db.sqlite")).unwrap();
 
         // Together: a device that does not exist fails the shared savepoint, so each caller is
         // retried alone.
@@ -253,7 +257,18 @@ mod tests {
         let (missing, _) = job(device + 1000, &["1"]);
         let (resent, _) = job(device, &["3", "4"]);
         conn.execute_batch("BEGIN").unwrap();
-        let outcomes = insert_jobs(&conn, &[a, missing, resent]);
+        // The writer's own runtime drives the shared statements, away from the test's runtime.
+        let outcomes = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    insert_jobs(&mut conn, &[a, missing, resent], &runtime)
+                })
+                .join()
+                .unwrap()
+        });
         conn.execute_batch("COMMIT").unwrap();
         assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
         assert!(outcomes[1].is_err(), "{outcomes:?}");

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use time::OffsetDateTime;
@@ -43,11 +44,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A rusqlite connection as a [`Conn`]: statements are prepared once per connection and cached,
 /// and `$N` parameters are bound by name.
 pub(crate) struct Lite<'c> {
-    conn: &'c Connection,
+    conn: &'c mut Connection,
 }
 
 impl<'c> Lite<'c> {
-    pub(crate) fn new(conn: &'c Connection) -> Lite<'c> {
+    pub(crate) fn new(conn: &'c mut Connection) -> Lite<'c> {
         Lite { conn }
     }
 }
@@ -88,12 +89,13 @@ fn cell(value: ValueRef<'_>) -> Result<Cell> {
     })
 }
 
+#[async_trait::async_trait]
 impl Conn for Lite<'_> {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }
 
-    fn query(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>> {
+    async fn query(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         bind(&mut stmt, args)?;
         let width = stmt.column_count();
@@ -108,7 +110,7 @@ impl Conn for Lite<'_> {
         Ok(out)
     }
 
-    fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64> {
+    async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         bind(&mut stmt, args)?;
         // A statement with RETURNING yields rows; step through them all.
@@ -185,21 +187,22 @@ struct Readers {
 }
 
 impl Readers {
-    fn with<T>(&self, f: impl FnOnce(&mut Lite<'_>) -> Result<T>) -> Result<T> {
-        let conn = match self.idle.lock().unwrap().pop() {
-            Some(conn) => conn,
+    fn take(&self) -> Result<Connection> {
+        match self.idle.lock().unwrap().pop() {
+            Some(conn) => Ok(conn),
             None => {
                 let conn = connect(&self.path)?;
                 conn.pragma_update(None, "query_only", true)?;
-                conn
+                Ok(conn)
             }
-        };
-        let result = f(&mut Lite::new(&conn));
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
         let mut idle = self.idle.lock().unwrap();
         if idle.len() < MAX_IDLE_READERS {
             idle.push(conn);
         }
-        result
     }
 }
 
@@ -262,11 +265,27 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// Runs `f` on a read connection, here on the calling thread: for the point queries of device
-    /// calls, which cost less than a hand-off to another thread.
-    fn read_here<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
-        self.readers.with(|c| f(c))
+    /// Runs `f` on a read connection, here on the calling task: for the point queries of device
+    /// calls, which cost less than a hand-off to another thread (SQLite's statements complete on
+    /// the spot, so `f` never waits).
+    async fn read_here<T, F>(&self, f: F) -> Result<T>
+    where
+        F: for<'c> FnOnce(&'c mut dyn Conn) -> BoxFuture<'c, Result<T>>,
+    {
+        let mut conn = self.readers.take()?;
+        let result = f(&mut Lite::new(&mut conn)).await;
+        self.readers.give_back(conn);
+        result
     }
+}
+
+async fn schema_version(c: &mut dyn Conn) -> Result<i64> {
+    c.query_one(
+        "SELECT coalesce(max(version), 0) FROM _sqlx_migrations WHERE success",
+        &[],
+    )
+    .await?
+    .int(0)
 }
 
 /// Writes the buffered "last seen" times in one job.
@@ -278,7 +297,11 @@ async fn flush_seen(seen: &Mutex<HashMap<i64, Seen>>, writer: &writer::Writer) -
         return Ok(());
     }
     let rows = batch.clone();
-    let result = engine::write(writer, move |c| shared::device::write_seen(c, &rows)).await;
+    let result = engine::write(
+        writer,
+        crate::job!(|c| shared::device::write_seen(c, &rows)),
+    )
+    .await;
     if result.is_err() {
         // Put them back unless a newer time arrived meanwhile.
         let mut pending = seen.lock().unwrap();
@@ -297,11 +320,12 @@ impl Engine for SqliteStore {
 
     async fn submit_read(&self, job: ReadJob) -> Result<()> {
         let readers = self.readers.clone();
+        let runtime = tokio::runtime::Handle::current();
         let (done, finished) = oneshot::channel();
         tokio::task::spawn_blocking(move || {
-            let outcome = readers.with(|c| {
-                job(c);
-                Ok(())
+            let outcome = readers.take().map(|mut conn| {
+                runtime.block_on(job(&mut Lite::new(&mut conn)));
+                readers.give_back(conn);
             });
             let _ = done.send(outcome);
         });
@@ -314,12 +338,9 @@ impl Engine for SqliteStore {
 #[async_trait::async_trait]
 impl DeviceStore for SqliteStore {
     async fn device_login(&self, device_id: &str) -> Result<Option<DeviceLogin>> {
-        self.read_here(|c| {
-            c.query_opt(shared::device::DEVICE_LOGIN, crate::args![device_id])?
-                .as_ref()
-                .map(shared::device::device_login)
-                .transpose()
-        })
+        let device_id = device_id.to_string();
+        self.read_here(crate::job!(|c| shared::device::device_login(c, &device_id)))
+            .await
     }
 
     async fn enrol_device(
@@ -330,9 +351,10 @@ impl DeviceStore for SqliteStore {
     ) -> Result<Option<i64>> {
         let (device_id, credential, seen) =
             (device_id.to_string(), credential.to_vec(), seen.clone());
-        engine::write(self, move |c| {
-            shared::device::enrol(c, &device_id, &credential, &seen)
-        })
+        engine::write(
+            self,
+            crate::job!(|c| shared::device::enrol(c, &device_id, &credential, &seen)),
+        )
         .await
     }
 
@@ -342,21 +364,18 @@ impl DeviceStore for SqliteStore {
     }
 
     async fn device_count(&self) -> Result<i64> {
-        self.read_here(shared::device::device_count)
+        self.read_here(crate::job!(|c| shared::device::device_count(c)))
+            .await
     }
 
     async fn sync_record(&self, device: i64) -> Result<SyncRecord> {
-        self.read_here(|c| {
-            let row = c.query_one(shared::device::SYNC_RECORD, crate::args![device])?;
-            shared::device::sync_record(&row)
-        })
+        self.read_here(crate::job!(|c| shared::device::sync_record(c, device)))
+            .await
     }
 
     async fn settings(&self, device: i64) -> Result<SettingsRecord> {
-        self.read_here(|c| {
-            let row = c.query_opt(shared::device::SETTINGS, crate::args![device])?;
-            shared::device::settings(row.as_ref())
-        })
+        self.read_here(crate::job!(|c| shared::device::settings(c, device)))
+            .await
     }
 
     async fn record_result(
@@ -366,26 +385,35 @@ impl DeviceStore for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<Recorded> {
         let write = write.clone();
-        engine::write(self, move |c| {
-            shared::device::record_result(c, device, &write, now)
-        })
+        engine::write(
+            self,
+            crate::job!(|c| shared::device::record_result(c, device, &write, now)),
+        )
         .await
     }
 
     async fn revisions(&self) -> Result<Revisions> {
-        self.read_here(|c| shared::device::revisions(&c.query(shared::device::REVISIONS, &[])?))
+        self.read_here(crate::job!(|c| shared::device::revisions(c)))
+            .await
     }
 
     async fn group_chain(&self, group: i64) -> Result<Vec<i64>> {
-        self.read_here(|c| shared::device::group_chain(c, group))
+        self.read_here(crate::job!(|c| shared::device::group_chain(c, group)))
+            .await
     }
 
     async fn policy_rows(&self, groups: &[i64]) -> Result<Vec<PolicyRow>> {
-        self.read_here(|c| shared::device::policy_rows(c, groups))
+        let groups = groups.to_vec();
+        self.read_here(crate::job!(|c| shared::device::policy_rows(c, &groups)))
+            .await
     }
 
     async fn subscription_rows(&self, groups: &[i64]) -> Result<Vec<SubscriptionRow>> {
-        self.read_here(|c| shared::device::subscription_rows(c, groups))
+        let groups = groups.to_vec();
+        self.read_here(crate::job!(|c| shared::device::subscription_rows(
+            c, &groups
+        )))
+        .await
     }
 }
 
@@ -404,12 +432,12 @@ impl EventStore for SqliteStore {
     }
 
     async fn event_count(&self) -> Result<i64> {
-        engine::read(self, shared::events::count).await
+        engine::read(self, crate::job!(|c| shared::events::count(c))).await
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>> {
         let query = query.clone();
-        engine::read(self, move |c| shared::events::events(c, &query)).await
+        engine::read(self, crate::job!(|c| shared::events::events(c, &query))).await
     }
 
     async fn events_by_rows(
@@ -418,7 +446,11 @@ impl EventStore for SqliteStore {
         ids: &[i64],
     ) -> Result<Vec<EventRecord>> {
         let ids = ids.to_vec();
-        engine::read(self, move |c| shared::events::by_rows(c, range, &ids)).await
+        engine::read(
+            self,
+            crate::job!(|c| shared::events::by_rows(c, range, &ids)),
+        )
+        .await
     }
 }
 
@@ -426,7 +458,8 @@ impl EventStore for SqliteStore {
 impl ThrottleStore for SqliteStore {
     async fn failures(&self, keys: &[String], since: OffsetDateTime) -> Result<Vec<(String, u32)>> {
         let keys = keys.to_vec();
-        self.read_here(|c| shared::identity::failures(c, &keys, since))
+        self.read_here(crate::job!(|c| shared::identity::failures(c, &keys, since)))
+            .await
     }
 
     async fn record_failure(
@@ -436,19 +469,28 @@ impl ThrottleStore for SqliteStore {
         since: OffsetDateTime,
     ) -> Result<()> {
         let keys = keys.to_vec();
-        engine::write(self, move |c| {
-            shared::identity::record_failure(c, &keys, now, since)
-        })
+        engine::write(
+            self,
+            crate::job!(|c| shared::identity::record_failure(c, &keys, now, since)),
+        )
         .await
     }
 
     async fn clear_failures(&self, keys: &[String]) -> Result<()> {
         let keys = keys.to_vec();
-        engine::write(self, move |c| shared::identity::clear_failures(c, &keys)).await
+        engine::write(
+            self,
+            crate::job!(|c| shared::identity::clear_failures(c, &keys)),
+        )
+        .await
     }
 
     async fn forget_failures(&self, since: OffsetDateTime) -> Result<u64> {
-        engine::write(self, move |c| shared::identity::forget_failures(c, since)).await
+        engine::write(
+            self,
+            crate::job!(|c| shared::identity::forget_failures(c, since)),
+        )
+        .await
     }
 }
 
@@ -461,9 +503,10 @@ impl SessionStore for SqliteStore {
         may_grow: bool,
     ) -> Result<Option<u64>> {
         let s = session.clone();
-        engine::write(self, move |c| {
-            shared::sessions::insert(c, &s, per_device, may_grow)
-        })
+        engine::write(
+            self,
+            crate::job!(|c| shared::sessions::insert(c, &s, per_device, may_grow)),
+        )
         .await
     }
 
@@ -474,30 +517,39 @@ impl SessionStore for SqliteStore {
         cutoff: &SessionCutoff,
     ) -> Result<Option<StoredSession>> {
         let (id, cutoff) = (id.to_string(), *cutoff);
-        engine::write(self, move |c| shared::sessions::touch(c, &id, now, &cutoff)).await
+        engine::write(
+            self,
+            crate::job!(|c| shared::sessions::touch(c, &id, now, &cutoff)),
+        )
+        .await
     }
 
     async fn update_session(&self, session: &StoredSession) -> Result<()> {
         let s = session.clone();
-        engine::write(self, move |c| shared::sessions::update(c, &s)).await
+        engine::write(self, crate::job!(|c| shared::sessions::update(c, &s))).await
     }
 
     async fn remove_session(&self, id: &str) -> Result<bool> {
         let id = id.to_string();
-        engine::write(self, move |c| shared::sessions::remove(c, &id)).await
+        engine::write(self, crate::job!(|c| shared::sessions::remove(c, &id))).await
     }
 
     async fn remove_device_sessions(&self, device: i64) -> Result<u64> {
-        engine::write(self, move |c| shared::sessions::remove_device(c, device)).await
+        engine::write(
+            self,
+            crate::job!(|c| shared::sessions::remove_device(c, device)),
+        )
+        .await
     }
 
     async fn sweep_sessions(&self, cutoff: &SessionCutoff) -> Result<u64> {
         let cutoff = *cutoff;
-        engine::write(self, move |c| shared::sessions::sweep(c, &cutoff)).await
+        engine::write(self, crate::job!(|c| shared::sessions::sweep(c, &cutoff))).await
     }
 
     async fn session_count(&self) -> Result<u64> {
-        self.read_here(shared::sessions::count)
+        self.read_here(crate::job!(|c| shared::sessions::count(c)))
+            .await
     }
 }
 
@@ -510,18 +562,19 @@ impl BusStore for SqliteStore {
         payload: Option<serde_json::Value>,
     ) -> Result<()> {
         let (topic, object_id) = (topic.to_string(), object_id.map(str::to_string));
-        engine::write(self, move |c| {
-            shared::bus::append(c, &topic, object_id.as_deref(), payload, None)
-        })
+        engine::write(
+            self,
+            crate::job!(|c| shared::bus::append(c, &topic, object_id.as_deref(), payload, None)),
+        )
         .await
     }
 
     async fn bus_after(&self, seq: i64, limit: u32) -> Result<Vec<BusRecord>> {
-        engine::read(self, move |c| shared::bus::after(c, seq, limit)).await
+        engine::read(self, crate::job!(|c| shared::bus::after(c, seq, limit))).await
     }
 
     async fn bus_head(&self) -> Result<i64> {
-        engine::read(self, shared::bus::head).await
+        engine::read(self, crate::job!(|c| shared::bus::head(c))).await
     }
 
     async fn sequence(&self) -> Result<bool> {
@@ -535,12 +588,16 @@ impl BusStore for SqliteStore {
 
     async fn cursor(&self, consumer: &str) -> Result<Option<i64>> {
         let consumer = consumer.to_string();
-        engine::read(self, move |c| shared::bus::cursor(c, &consumer)).await
+        engine::read(self, crate::job!(|c| shared::bus::cursor(c, &consumer))).await
     }
 
     async fn set_cursor(&self, consumer: &str, seq: i64) -> Result<()> {
         let consumer = consumer.to_string();
-        engine::write(self, move |c| shared::bus::set_cursor(c, &consumer, seq)).await
+        engine::write(
+            self,
+            crate::job!(|c| shared::bus::set_cursor(c, &consumer, seq)),
+        )
+        .await
     }
 }
 
@@ -562,14 +619,7 @@ impl Maintenance for SqliteStore {
     }
 
     async fn schema_version(&self) -> Result<i64> {
-        engine::read(self, |c| {
-            c.query_one(
-                "SELECT coalesce(max(version), 0) FROM _sqlx_migrations WHERE success",
-                &[],
-            )?
-            .int(0)
-        })
-        .await
+        engine::read(self, crate::job!(|c| schema_version(c))).await
     }
 
     async fn export(

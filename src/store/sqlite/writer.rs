@@ -58,9 +58,14 @@ impl Writer {
         conn.pragma_update(None, "temp_store", "memory")?;
         conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
         let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
+        // Jobs are asynchronous (shared with PostgreSQL) but SQLite's statements complete on the
+        // spot: a runtime of the writer's own only drives them through.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, jobs, wal_sync, bus))
+            .spawn(move || write_loop(conn, jobs, wal_sync, bus, runtime))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Writer {
             queue,
@@ -131,10 +136,11 @@ fn wal_path(conn: &Connection, path: &Path) -> Result<Option<std::path::PathBuf>
 }
 
 fn write_loop(
-    conn: Connection,
+    mut conn: Connection,
     mut jobs: mpsc::Receiver<Job>,
     wal_sync: Option<WalSync>,
     bus: Arc<Notify>,
+    runtime: tokio::runtime::Runtime,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut closing = false;
@@ -161,12 +167,12 @@ fn write_loop(
         let mut event_jobs = Vec::new();
         for job in batch.drain(..) {
             match job {
-                Job::Run(run) => answers.push(run_isolated(&conn, run)),
+                Job::Run(run) => answers.push(run_isolated(&mut conn, run, &runtime)),
                 Job::Events(job) => event_jobs.push(job),
                 Job::Stop => {}
             }
         }
-        let stored = events::insert_jobs(&conn, &event_jobs);
+        let stored = events::insert_jobs(&mut conn, &event_jobs, &runtime);
         let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
         if let Err(e) = &committed {
             tracing::error!(error = %e, "write transaction failed to commit");
@@ -194,9 +200,9 @@ fn write_loop(
 }
 
 /// Runs one job in a savepoint: all it wrote stays, or none of it.
-fn run_isolated(conn: &Connection, run: WriteJob) -> Finish {
+fn run_isolated(conn: &mut Connection, run: WriteJob, runtime: &tokio::runtime::Runtime) -> Finish {
     let savepoint = conn.execute_batch("SAVEPOINT job");
-    let (ok, finish) = run(&mut Lite::new(conn));
+    let (ok, finish) = runtime.block_on(run(&mut Lite::new(conn)));
     if savepoint.is_ok() {
         if !ok {
             let _ = conn.execute_batch("ROLLBACK TO job");
