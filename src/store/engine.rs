@@ -29,6 +29,11 @@ pub(crate) trait Engine: Send + Sync + 'static {
     async fn submit_write(&self, job: WriteJob) -> Result<()>;
     /// Runs a read job, away from the request's thread where the backend blocks.
     async fn submit_read(&self, job: ReadJob) -> Result<()>;
+    /// Queues a write job whose statements need not be atomic together (each may commit on its
+    /// own): on PostgreSQL that saves a transaction's round trips.
+    async fn submit_autocommit(&self, job: WriteJob) -> Result<()> {
+        self.submit_write(job).await
+    }
 }
 
 /// A write's result once its transaction ended: its own error if it failed, else the commit's.
@@ -65,6 +70,29 @@ where
         })
     });
     engine.submit_write(job).await?;
+    answered.await.map_err(|_| stopped())?
+}
+
+/// Runs `f`, whose statements need not be atomic together, and returns its result once each of
+/// them is committed. For the small writes of every device call (session rows, failed logins).
+pub(crate) async fn write_autocommit<E, T, F>(engine: &E, f: F) -> Result<T>
+where
+    E: Engine + ?Sized,
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut dyn Conn) -> BoxFuture<'c, Result<T>> + Send + 'static,
+{
+    let (answer, answered) = oneshot::channel();
+    let job: WriteJob = Box::new(move |conn| {
+        Box::pin(async move {
+            let outcome = f(conn).await;
+            let ok = outcome.is_ok();
+            let finish: Finish = Box::new(move |committed| {
+                let _ = answer.send(after_commit(outcome, committed));
+            });
+            (ok, finish)
+        })
+    });
+    engine.submit_autocommit(job).await?;
     answered.await.map_err(|_| stopped())?
 }
 

@@ -70,6 +70,14 @@ impl Pool {
         job(&mut conn::Pg { conn: &mut conn }).await;
         Ok(())
     }
+
+    /// Each statement commits on its own: no BEGIN and COMMIT round trips.
+    async fn autocommit(&self, job: WriteJob) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let (_, finish) = job(&mut conn::Pg { conn: &mut conn }).await;
+        finish(Ok(()));
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -80,6 +88,10 @@ impl Engine for Pool {
 
     async fn submit_read(&self, job: ReadJob) -> Result<()> {
         self.read(job).await
+    }
+
+    async fn submit_autocommit(&self, job: WriteJob) -> Result<()> {
+        self.autocommit(job).await
     }
 }
 
@@ -473,7 +485,7 @@ impl ThrottleStore for PgStore {
         since: OffsetDateTime,
     ) -> Result<()> {
         let keys = keys.to_vec();
-        engine::write(
+        engine::write_autocommit(
             self,
             crate::job!(|c| shared::identity::record_failure(c, &keys, now, since)),
         )
@@ -482,7 +494,7 @@ impl ThrottleStore for PgStore {
 
     async fn clear_failures(&self, keys: &[String]) -> Result<()> {
         let keys = keys.to_vec();
-        engine::write(
+        engine::write_autocommit(
             self,
             crate::job!(|c| shared::identity::clear_failures(c, &keys)),
         )
@@ -490,7 +502,7 @@ impl ThrottleStore for PgStore {
     }
 
     async fn forget_failures(&self, since: OffsetDateTime) -> Result<u64> {
-        engine::write(
+        engine::write_autocommit(
             self,
             crate::job!(|c| shared::identity::forget_failures(c, since)),
         )
@@ -521,7 +533,7 @@ impl SessionStore for PgStore {
         cutoff: &SessionCutoff,
     ) -> Result<Option<StoredSession>> {
         let (id, cutoff) = (id.to_string(), *cutoff);
-        engine::write(
+        engine::write_autocommit(
             &self.sessions,
             crate::job!(|c| shared::sessions::touch(c, &id, now, &cutoff)),
         )
@@ -530,7 +542,7 @@ impl SessionStore for PgStore {
 
     async fn update_session(&self, session: &StoredSession) -> Result<()> {
         let s = session.clone();
-        engine::write(
+        engine::write_autocommit(
             &self.sessions,
             crate::job!(|c| shared::sessions::update(c, &s)),
         )
@@ -539,7 +551,7 @@ impl SessionStore for PgStore {
 
     async fn remove_session(&self, id: &str) -> Result<bool> {
         let id = id.to_string();
-        engine::write(
+        engine::write_autocommit(
             &self.sessions,
             crate::job!(|c| shared::sessions::remove(c, &id)),
         )
@@ -547,7 +559,7 @@ impl SessionStore for PgStore {
     }
 
     async fn remove_device_sessions(&self, device: i64) -> Result<u64> {
-        engine::write(
+        engine::write_autocommit(
             &self.sessions,
             crate::job!(|c| shared::sessions::remove_device(c, device)),
         )
@@ -556,7 +568,7 @@ impl SessionStore for PgStore {
 
     async fn sweep_sessions(&self, cutoff: &SessionCutoff) -> Result<u64> {
         let cutoff = *cutoff;
-        engine::write(
+        engine::write_autocommit(
             &self.sessions,
             crate::job!(|c| shared::sessions::sweep(c, &cutoff)),
         )
@@ -577,7 +589,7 @@ impl BusStore for PgStore {
         payload: Option<serde_json::Value>,
     ) -> Result<()> {
         let (topic, object_id) = (topic.to_string(), object_id.map(str::to_string));
-        engine::write(
+        engine::write_autocommit(
             self,
             crate::job!(|c| shared::bus::append(c, &topic, object_id.as_deref(), payload, None)),
         )
@@ -641,7 +653,7 @@ impl BusStore for PgStore {
 
     async fn set_cursor(&self, consumer: &str, seq: i64) -> Result<()> {
         let consumer = consumer.to_string();
-        engine::write(
+        engine::write_autocommit(
             self,
             crate::job!(|c| shared::bus::set_cursor(c, &consumer, seq)),
         )
