@@ -22,8 +22,7 @@ use sqlx::{PgPool, Postgres};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
-use super::engine::{self, Engine, ReadJob, WriteJob};
-use super::shared;
+use super::engine::{Engine, Jobs, ReadJob, WriteJob};
 use super::*;
 
 /// Connections per node. Every request holds one only for the length of its statements.
@@ -81,7 +80,7 @@ impl Pool {
 }
 
 #[async_trait::async_trait]
-impl Engine for Pool {
+impl Jobs for Pool {
     async fn submit_write(&self, job: WriteJob) -> Result<()> {
         self.write(job).await
     }
@@ -318,115 +317,40 @@ async fn insert_events(
 }
 
 #[async_trait::async_trait]
-impl Engine for PgStore {
+impl Jobs for PgStore {
     async fn submit_write(&self, job: WriteJob) -> Result<()> {
-        self.main.submit_write(job).await
+        self.main.write(job).await
     }
 
     async fn submit_read(&self, job: ReadJob) -> Result<()> {
-        self.main.submit_read(job).await
+        self.main.read(job).await
+    }
+
+    async fn submit_autocommit(&self, job: WriteJob) -> Result<()> {
+        self.main.autocommit(job).await
     }
 }
 
 #[async_trait::async_trait]
-impl DeviceStore for PgStore {
-    async fn device_login(&self, device_id: &str) -> Result<Option<DeviceLogin>> {
-        let device_id = device_id.to_string();
-        engine::read(
-            self,
-            crate::job!(|c| shared::device::device_login(c, &device_id)),
-        )
-        .await
+impl Engine for PgStore {
+    fn kind(&self) -> Backend {
+        Backend::Postgres
     }
 
-    async fn enrol_device(
-        &self,
-        device_id: &str,
-        credential: &[u8],
-        seen: &Seen,
-    ) -> Result<Option<i64>> {
-        let (device_id, credential, seen) =
-            (device_id.to_string(), credential.to_vec(), seen.clone());
-        engine::write(
-            self,
-            crate::job!(|c| shared::device::enrol(c, &device_id, &credential, &seen)),
-        )
-        .await
+    fn sessions(&self) -> &dyn Jobs {
+        &self.sessions
     }
 
-    async fn touch_device(&self, device: i64, seen: &Seen) -> Result<()> {
+    fn note_seen(&self, device: i64, seen: &Seen) {
         self.seen.lock().unwrap().insert(device, seen.clone());
-        Ok(())
     }
 
-    async fn device_count(&self) -> Result<i64> {
-        engine::read(self, crate::job!(|c| shared::device::device_count(c))).await
-    }
-
-    async fn sync_record(&self, device: i64) -> Result<SyncRecord> {
-        engine::read(
-            self,
-            crate::job!(|c| shared::device::sync_record(c, device)),
-        )
-        .await
-    }
-
-    async fn settings(&self, device: i64) -> Result<SettingsRecord> {
-        engine::read(self, crate::job!(|c| shared::device::settings(c, device))).await
-    }
-
-    async fn record_result(
-        &self,
-        device: i64,
-        write: &SyncWrite,
-        now: OffsetDateTime,
-    ) -> Result<Recorded> {
-        let write = write.clone();
-        engine::write(
-            self,
-            crate::job!(|c| shared::device::record_result(c, device, &write, now)),
-        )
-        .await
-    }
-
-    async fn revisions(&self) -> Result<Revisions> {
-        engine::read(self, crate::job!(|c| shared::device::revisions(c))).await
-    }
-
-    async fn group_chain(&self, group: i64) -> Result<Vec<i64>> {
-        engine::read(self, crate::job!(|c| shared::device::group_chain(c, group))).await
-    }
-
-    async fn policy_rows(&self, groups: &[i64]) -> Result<Vec<PolicyRow>> {
-        let groups = groups.to_vec();
-        engine::read(
-            self,
-            crate::job!(|c| shared::device::policy_rows(c, &groups)),
-        )
-        .await
-    }
-
-    async fn subscription_rows(&self, groups: &[i64]) -> Result<Vec<SubscriptionRow>> {
-        let groups = groups.to_vec();
-        engine::read(
-            self,
-            crate::job!(|c| shared::device::subscription_rows(c, &groups)),
-        )
-        .await
-    }
-}
-
-#[async_trait::async_trait]
-impl EventStore for PgStore {
     async fn store_events(
         &self,
         device: i64,
         events: Vec<crate::events::StoredEvent>,
         seen: &Seen,
     ) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
         let mut attempt = 1;
         loop {
             let result = async {
@@ -442,166 +366,6 @@ impl EventStore for PgStore {
                 other => return other.map_err(StoreError::from),
             }
         }
-    }
-
-    async fn event_count(&self) -> Result<i64> {
-        engine::read(self, crate::job!(|c| shared::events::count(c))).await
-    }
-
-    async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>> {
-        let query = query.clone();
-        engine::read(self, crate::job!(|c| shared::events::events(c, &query))).await
-    }
-
-    async fn events_by_rows(
-        &self,
-        range: Option<(i64, i64)>,
-        ids: &[i64],
-    ) -> Result<Vec<EventRecord>> {
-        let ids = ids.to_vec();
-        engine::read(
-            self,
-            crate::job!(|c| shared::events::by_rows(c, range, &ids)),
-        )
-        .await
-    }
-}
-
-#[async_trait::async_trait]
-impl ThrottleStore for PgStore {
-    async fn failures(&self, keys: &[String], since: OffsetDateTime) -> Result<Vec<(String, u32)>> {
-        let keys = keys.to_vec();
-        engine::read(
-            self,
-            crate::job!(|c| shared::identity::failures(c, &keys, since)),
-        )
-        .await
-    }
-
-    async fn record_failure(
-        &self,
-        keys: &[String],
-        now: OffsetDateTime,
-        since: OffsetDateTime,
-    ) -> Result<()> {
-        let keys = keys.to_vec();
-        engine::write_autocommit(
-            self,
-            crate::job!(|c| shared::identity::record_failure(c, &keys, now, since)),
-        )
-        .await
-    }
-
-    async fn clear_failures(&self, keys: &[String]) -> Result<()> {
-        let keys = keys.to_vec();
-        engine::write_autocommit(
-            self,
-            crate::job!(|c| shared::identity::clear_failures(c, &keys)),
-        )
-        .await
-    }
-
-    async fn forget_failures(&self, since: OffsetDateTime) -> Result<u64> {
-        engine::write_autocommit(
-            self,
-            crate::job!(|c| shared::identity::forget_failures(c, since)),
-        )
-        .await
-    }
-}
-
-#[async_trait::async_trait]
-impl SessionStore for PgStore {
-    async fn insert_session(
-        &self,
-        session: &StoredSession,
-        per_device: usize,
-        may_grow: bool,
-    ) -> Result<Option<u64>> {
-        let s = session.clone();
-        engine::write(
-            &self.sessions,
-            crate::job!(|c| shared::sessions::insert(c, &s, per_device, may_grow)),
-        )
-        .await
-    }
-
-    async fn touch_session(
-        &self,
-        id: &str,
-        now: OffsetDateTime,
-        cutoff: &SessionCutoff,
-    ) -> Result<Option<StoredSession>> {
-        let (id, cutoff) = (id.to_string(), *cutoff);
-        engine::write_autocommit(
-            &self.sessions,
-            crate::job!(|c| shared::sessions::touch(c, &id, now, &cutoff)),
-        )
-        .await
-    }
-
-    async fn update_session(&self, session: &StoredSession) -> Result<()> {
-        let s = session.clone();
-        engine::write_autocommit(
-            &self.sessions,
-            crate::job!(|c| shared::sessions::update(c, &s)),
-        )
-        .await
-    }
-
-    async fn remove_session(&self, id: &str) -> Result<bool> {
-        let id = id.to_string();
-        engine::write_autocommit(
-            &self.sessions,
-            crate::job!(|c| shared::sessions::remove(c, &id)),
-        )
-        .await
-    }
-
-    async fn remove_device_sessions(&self, device: i64) -> Result<u64> {
-        engine::write_autocommit(
-            &self.sessions,
-            crate::job!(|c| shared::sessions::remove_device(c, device)),
-        )
-        .await
-    }
-
-    async fn sweep_sessions(&self, cutoff: &SessionCutoff) -> Result<u64> {
-        let cutoff = *cutoff;
-        engine::write_autocommit(
-            &self.sessions,
-            crate::job!(|c| shared::sessions::sweep(c, &cutoff)),
-        )
-        .await
-    }
-
-    async fn session_count(&self) -> Result<u64> {
-        engine::read(&self.sessions, crate::job!(|c| shared::sessions::count(c))).await
-    }
-}
-
-#[async_trait::async_trait]
-impl BusStore for PgStore {
-    async fn publish(
-        &self,
-        topic: &str,
-        object_id: Option<&str>,
-        payload: Option<serde_json::Value>,
-    ) -> Result<()> {
-        let (topic, object_id) = (topic.to_string(), object_id.map(str::to_string));
-        engine::write_autocommit(
-            self,
-            crate::job!(|c| shared::bus::append(c, &topic, object_id.as_deref(), payload, None)),
-        )
-        .await
-    }
-
-    async fn bus_after(&self, seq: i64, limit: u32) -> Result<Vec<BusRecord>> {
-        engine::read(self, crate::job!(|c| shared::bus::after(c, seq, limit))).await
-    }
-
-    async fn bus_head(&self) -> Result<i64> {
-        engine::read(self, crate::job!(|c| shared::bus::head(c))).await
     }
 
     /// One pass of the sequencer: numbers the committed entries that have no `seq` yet, after
@@ -646,27 +410,6 @@ impl BusStore for PgStore {
         self.bus.notified().await
     }
 
-    async fn cursor(&self, consumer: &str) -> Result<Option<i64>> {
-        let consumer = consumer.to_string();
-        engine::read(self, crate::job!(|c| shared::bus::cursor(c, &consumer))).await
-    }
-
-    async fn set_cursor(&self, consumer: &str, seq: i64) -> Result<()> {
-        let consumer = consumer.to_string();
-        engine::write_autocommit(
-            self,
-            crate::job!(|c| shared::bus::set_cursor(c, &consumer, seq)),
-        )
-        .await
-    }
-}
-
-#[async_trait::async_trait]
-impl Maintenance for PgStore {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
-    }
-
     async fn close(&self) {
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
@@ -678,27 +421,19 @@ impl Maintenance for PgStore {
         self.pool().close().await;
     }
 
-    async fn schema_version(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT coalesce(max(version), 0) FROM _sqlx_migrations WHERE success",
-        )
-        .fetch_one(self.pool())
-        .await?)
-    }
-
     async fn export(
         &self,
+        schema: i64,
         out: &mut (dyn FnMut(super::dump::Record) -> Result<()> + Send),
     ) -> Result<u64> {
-        let schema = self.schema_version().await?;
         dump::export(self.pool(), schema, out).await
     }
 
     async fn import(
         &self,
+        schema: i64,
         input: &mut (dyn Iterator<Item = Result<super::dump::Record>> + Send),
     ) -> Result<u64> {
-        let schema = self.schema_version().await?;
         dump::import(self.pool(), schema, input).await
     }
 }

@@ -752,13 +752,7 @@ pub(crate) async fn subscriptions_of(c: &mut dyn Conn, group: i64) -> Result<Vec
     )
     .await?
     .iter()
-    .map(|r| {
-        Ok(SubscriptionRow {
-            group_id: r.int(0)?,
-            severity: r.i32(1)?,
-            event_type: r.text(2)?,
-        })
-    })
+    .map(super::device::subscription_row)
     .collect()
 }
 

@@ -191,14 +191,17 @@ pub(crate) async fn subscription_rows(
     c.query(&sql, &params)
         .await?
         .iter()
-        .map(|r| {
-            Ok(SubscriptionRow {
-                group_id: r.int(0)?,
-                severity: r.i32(1)?,
-                event_type: r.text(2)?,
-            })
-        })
+        .map(subscription_row)
         .collect()
+}
+
+/// A row of `group_id, severity, event_type`.
+pub(crate) fn subscription_row(r: &Row) -> Result<SubscriptionRow> {
+    Ok(SubscriptionRow {
+        group_id: r.int(0)?,
+        severity: r.i32(1)?,
+        event_type: r.text(2)?,
+    })
 }
 
 pub(crate) async fn device_count(c: &mut dyn Conn) -> Result<i64> {

@@ -1,9 +1,11 @@
-//! Statements written once for both backends, over [`Conn`](super::sql::Conn).
+//! Statements written once for both backends, over [`Conn`](super::sql::Conn), and every role trait
+//! of the store implemented once over any [`Engine`].
 //!
-//! Each function here runs inside a transaction its caller opened (a write job) or on a read
+//! Each statement function runs inside a transaction its caller opened (a write job) or on a read
 //! connection, and is plain: SQL, arguments, rows to records. Where SQLite and PostgreSQL differ
 //! (how the outbox numbers entries, how times compare), the function asks the connection's dialect
-//! on the spot.
+//! on the spot. What a backend does its own way (event intake, buffered "last seen" times, the bus's
+//! notifications, dumps) it provides through [`Engine`].
 
 pub(crate) mod admin;
 pub(crate) mod bus;
@@ -12,11 +14,14 @@ pub(crate) mod events;
 pub(crate) mod identity;
 pub(crate) mod sessions;
 
-use super::engine::{read, write, Engine};
+use super::engine::{read, read_now, write, write_autocommit, Engine};
 use super::{
-    Account, Actor, AdminStore, AuditEntry, AuditQuery, DeviceDetail, DeviceFilter, DeviceRecord,
-    DeviceStatus, Group, IdentityStore, NewToken, Page, PageRequest, PolicyEntry, PolicyRow,
-    Result, SettingsRecord, SubscriptionRow, TokenCapReached, TokenRecord,
+    dump, Account, Actor, AdminStore, AuditEntry, AuditQuery, Backend, BusRecord, BusStore,
+    DeviceDetail, DeviceFilter, DeviceLogin, DeviceRecord, DeviceStatus, DeviceStore, EventQuery,
+    EventRecord, EventStore, Group, IdentityStore, Maintenance, NewToken, Page, PageRequest,
+    PolicyEntry, PolicyRow, Recorded, Result, Revisions, Seen, SessionCutoff, SessionStore,
+    SettingsRecord, StoredSession, SubscriptionRow, SyncRecord, SyncWrite, ThrottleStore,
+    TokenCapReached, TokenRecord,
 };
 use crate::soap::Params;
 use time::OffsetDateTime;
@@ -334,4 +339,291 @@ impl<E: Engine> IdentityStore for E {
         )
         .await
     }
+}
+
+/// The device path: point reads right here where the backend can, writes in the backend's way.
+#[async_trait::async_trait]
+impl<E: Engine> DeviceStore for E {
+    async fn device_login(&self, device_id: &str) -> Result<Option<DeviceLogin>> {
+        let device_id = device_id.to_string();
+        read_now(self, crate::job!(|c| device::device_login(c, &device_id))).await
+    }
+
+    async fn enrol_device(
+        &self,
+        device_id: &str,
+        credential: &[u8],
+        seen: &Seen,
+    ) -> Result<Option<i64>> {
+        let (device_id, credential, seen) =
+            (device_id.to_string(), credential.to_vec(), seen.clone());
+        write(
+            self,
+            crate::job!(|c| device::enrol(c, &device_id, &credential, &seen)),
+        )
+        .await
+    }
+
+    async fn touch_device(&self, device: i64, seen: &Seen) -> Result<()> {
+        self.note_seen(device, seen);
+        Ok(())
+    }
+
+    async fn device_count(&self) -> Result<i64> {
+        read(self, crate::job!(|c| device::device_count(c))).await
+    }
+
+    async fn sync_record(&self, device: i64) -> Result<SyncRecord> {
+        read_now(self, crate::job!(|c| device::sync_record(c, device))).await
+    }
+
+    async fn settings(&self, device: i64) -> Result<SettingsRecord> {
+        read_now(self, crate::job!(|c| device::settings(c, device))).await
+    }
+
+    async fn record_result(
+        &self,
+        device: i64,
+        write_: &SyncWrite,
+        now: time::OffsetDateTime,
+    ) -> Result<Recorded> {
+        let what = write_.clone();
+        write(
+            self,
+            crate::job!(|c| device::record_result(c, device, &what, now)),
+        )
+        .await
+    }
+
+    async fn revisions(&self) -> Result<Revisions> {
+        read_now(self, crate::job!(|c| device::revisions(c))).await
+    }
+
+    async fn group_chain(&self, group: i64) -> Result<Vec<i64>> {
+        read_now(self, crate::job!(|c| device::group_chain(c, group))).await
+    }
+
+    async fn policy_rows(&self, groups: &[i64]) -> Result<Vec<PolicyRow>> {
+        let groups = groups.to_vec();
+        read_now(self, crate::job!(|c| device::policy_rows(c, &groups))).await
+    }
+
+    async fn subscription_rows(&self, groups: &[i64]) -> Result<Vec<SubscriptionRow>> {
+        let groups = groups.to_vec();
+        read_now(self, crate::job!(|c| device::subscription_rows(c, &groups))).await
+    }
+}
+
+#[async_trait::async_trait]
+impl<E: Engine> EventStore for E {
+    async fn store_events(
+        &self,
+        device: i64,
+        events: Vec<crate::events::StoredEvent>,
+        seen: &Seen,
+    ) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        Engine::store_events(self, device, events, seen).await
+    }
+
+    async fn event_count(&self) -> Result<i64> {
+        read(self, crate::job!(|c| events::count(c))).await
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>> {
+        let query = query.clone();
+        read(self, crate::job!(|c| events::events(c, &query))).await
+    }
+
+    async fn events_by_rows(
+        &self,
+        range: Option<(i64, i64)>,
+        ids: &[i64],
+    ) -> Result<Vec<EventRecord>> {
+        let ids = ids.to_vec();
+        read(self, crate::job!(|c| events::by_rows(c, range, &ids))).await
+    }
+}
+
+/// Failed logins: read at every login, so right here where the backend can; written without a
+/// transaction of their own (each key's count stands alone).
+#[async_trait::async_trait]
+impl<E: Engine> ThrottleStore for E {
+    async fn failures(&self, keys: &[String], since: OffsetDateTime) -> Result<Vec<(String, u32)>> {
+        let keys = keys.to_vec();
+        read_now(self, crate::job!(|c| identity::failures(c, &keys, since))).await
+    }
+
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        now: OffsetDateTime,
+        since: OffsetDateTime,
+    ) -> Result<()> {
+        let keys = keys.to_vec();
+        write_autocommit(
+            self,
+            crate::job!(|c| identity::record_failure(c, &keys, now, since)),
+        )
+        .await
+    }
+
+    async fn clear_failures(&self, keys: &[String]) -> Result<()> {
+        let keys = keys.to_vec();
+        write_autocommit(self, crate::job!(|c| identity::clear_failures(c, &keys))).await
+    }
+
+    async fn forget_failures(&self, since: OffsetDateTime) -> Result<u64> {
+        write_autocommit(self, crate::job!(|c| identity::forget_failures(c, since))).await
+    }
+}
+
+/// Session rows, on the backend's session jobs. A new session's rows are one transaction; the
+/// other writes are single statements.
+#[async_trait::async_trait]
+impl<E: Engine> SessionStore for E {
+    async fn insert_session(
+        &self,
+        session: &StoredSession,
+        per_device: usize,
+        may_grow: bool,
+    ) -> Result<Option<u64>> {
+        let s = session.clone();
+        write(
+            self.sessions(),
+            crate::job!(|c| sessions::insert(c, &s, per_device, may_grow)),
+        )
+        .await
+    }
+
+    async fn touch_session(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        cutoff: &SessionCutoff,
+    ) -> Result<Option<StoredSession>> {
+        let (id, cutoff) = (id.to_string(), *cutoff);
+        write_autocommit(
+            self.sessions(),
+            crate::job!(|c| sessions::touch(c, &id, now, &cutoff)),
+        )
+        .await
+    }
+
+    async fn update_session(&self, session: &StoredSession) -> Result<()> {
+        let s = session.clone();
+        write_autocommit(self.sessions(), crate::job!(|c| sessions::update(c, &s))).await
+    }
+
+    async fn remove_session(&self, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        write_autocommit(self.sessions(), crate::job!(|c| sessions::remove(c, &id))).await
+    }
+
+    async fn remove_device_sessions(&self, device: i64) -> Result<u64> {
+        write_autocommit(
+            self.sessions(),
+            crate::job!(|c| sessions::remove_device(c, device)),
+        )
+        .await
+    }
+
+    async fn sweep_sessions(&self, cutoff: &SessionCutoff) -> Result<u64> {
+        let cutoff = *cutoff;
+        write_autocommit(
+            self.sessions(),
+            crate::job!(|c| sessions::sweep(c, &cutoff)),
+        )
+        .await
+    }
+
+    async fn session_count(&self) -> Result<u64> {
+        read(self.sessions(), crate::job!(|c| sessions::count(c))).await
+    }
+}
+
+#[async_trait::async_trait]
+impl<E: Engine> BusStore for E {
+    async fn publish(
+        &self,
+        topic: &str,
+        object_id: Option<&str>,
+        payload: Option<serde_json::Value>,
+    ) -> Result<()> {
+        let (topic, object_id) = (topic.to_string(), object_id.map(str::to_string));
+        write_autocommit(
+            self,
+            crate::job!(|c| bus::append(c, &topic, object_id.as_deref(), payload, None)),
+        )
+        .await
+    }
+
+    async fn bus_after(&self, seq: i64, limit: u32) -> Result<Vec<BusRecord>> {
+        read(self, crate::job!(|c| bus::after(c, seq, limit))).await
+    }
+
+    async fn bus_head(&self) -> Result<i64> {
+        read(self, crate::job!(|c| bus::head(c))).await
+    }
+
+    async fn sequence(&self) -> Result<bool> {
+        Engine::sequence(self).await
+    }
+
+    async fn bus_changed(&self) {
+        Engine::bus_changed(self).await
+    }
+
+    async fn cursor(&self, consumer: &str) -> Result<Option<i64>> {
+        let consumer = consumer.to_string();
+        read(self, crate::job!(|c| bus::cursor(c, &consumer))).await
+    }
+
+    async fn set_cursor(&self, consumer: &str, seq: i64) -> Result<()> {
+        let consumer = consumer.to_string();
+        write_autocommit(self, crate::job!(|c| bus::set_cursor(c, &consumer, seq))).await
+    }
+}
+
+#[async_trait::async_trait]
+impl<E: Engine> Maintenance for E {
+    fn backend(&self) -> Backend {
+        self.kind()
+    }
+
+    async fn close(&self) {
+        Engine::close(self).await
+    }
+
+    async fn schema_version(&self) -> Result<i64> {
+        read(self, crate::job!(|c| schema_version(c))).await
+    }
+
+    async fn export(
+        &self,
+        out: &mut (dyn FnMut(dump::Record) -> Result<()> + Send),
+    ) -> Result<u64> {
+        let schema = self.schema_version().await?;
+        Engine::export(self, schema, out).await
+    }
+
+    async fn import(
+        &self,
+        input: &mut (dyn Iterator<Item = Result<dump::Record>> + Send),
+    ) -> Result<u64> {
+        let schema = self.schema_version().await?;
+        Engine::import(self, schema, input).await
+    }
+}
+
+/// The newest migration applied (both backends keep sqlx's bookkeeping table).
+async fn schema_version(c: &mut dyn super::sql::Conn) -> Result<i64> {
+    c.query_one(
+        "SELECT coalesce(max(version), 0) FROM _sqlx_migrations WHERE success",
+        &[],
+    )
+    .await?
+    .int(0)
 }

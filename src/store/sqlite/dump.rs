@@ -1,10 +1,10 @@
 //! `export` and `import` on SQLite (the format is in `store::dump`).
 
-use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
 use super::super::dump::{self, Cell};
 use super::super::{not_empty, Result, StoreError};
+use super::cell;
 
 /// SQLite takes at most 32766 parameters in one statement.
 const MAX_PARAMS: usize = 30_000;
@@ -23,20 +23,6 @@ fn table_columns(conn: &Connection, table: &str) -> Result<(Vec<String>, Vec<Str
         .collect();
     key.sort();
     Ok((columns, key.into_iter().map(|(_, c)| c).collect()))
-}
-
-/// One value as a dump cell, by the value's type (SQLite types values, not columns).
-fn cell(value: ValueRef<'_>) -> Result<Cell> {
-    Ok(match value {
-        ValueRef::Null => Cell::Null,
-        ValueRef::Integer(i) => Cell::Int(i),
-        ValueRef::Real(f) => Cell::Real(f),
-        ValueRef::Text(t) => Cell::Text(
-            String::from_utf8(t.to_vec())
-                .map_err(|_| StoreError::corrupt("a text value is not UTF-8"))?,
-        ),
-        ValueRef::Blob(b) => Cell::Bytes(b.to_vec()),
-    })
 }
 
 pub(super) fn export(

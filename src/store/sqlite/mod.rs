@@ -21,14 +21,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
-use time::OffsetDateTime;
 use tokio::sync::{oneshot, Notify};
 
 use super::dump::Cell;
-use super::engine::{self, Engine, ReadJob, WriteJob};
+use super::engine::{self, Engine, Jobs, ReadJob, WriteJob};
 use super::shared;
 use super::sql::{Arg, Conn, Dialect, Row};
 use super::*;
@@ -76,6 +74,7 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Arg]) -> Result<()> {
     Ok(())
 }
 
+/// One value as a cell, by the value's type (SQLite types values, not columns).
 fn cell(value: ValueRef<'_>) -> Result<Cell> {
     Ok(match value {
         ValueRef::Null => Cell::Null,
@@ -264,28 +263,6 @@ impl SqliteStore {
         }));
         Ok(store)
     }
-
-    /// Runs `f` on a read connection, here on the calling task: for the point queries of device
-    /// calls, which cost less than a hand-off to another thread (SQLite's statements complete on
-    /// the spot, so `f` never waits).
-    async fn read_here<T, F>(&self, f: F) -> Result<T>
-    where
-        F: for<'c> FnOnce(&'c mut dyn Conn) -> BoxFuture<'c, Result<T>>,
-    {
-        let mut conn = self.readers.take()?;
-        let result = f(&mut Lite::new(&mut conn)).await;
-        self.readers.give_back(conn);
-        result
-    }
-}
-
-async fn schema_version(c: &mut dyn Conn) -> Result<i64> {
-    c.query_one(
-        "SELECT coalesce(max(version), 0) FROM _sqlx_migrations WHERE success",
-        &[],
-    )
-    .await?
-    .int(0)
 }
 
 /// Writes the buffered "last seen" times in one job.
@@ -313,7 +290,7 @@ async fn flush_seen(seen: &Mutex<HashMap<i64, Seen>>, writer: &writer::Writer) -
 }
 
 #[async_trait::async_trait]
-impl Engine for SqliteStore {
+impl Jobs for SqliteStore {
     async fn submit_write(&self, job: WriteJob) -> Result<()> {
         self.writer.submit_write(job).await
     }
@@ -333,278 +310,41 @@ impl Engine for SqliteStore {
             .await
             .map_err(|_| StoreError::Internal("a read job was lost".into()))?
     }
-}
 
-#[async_trait::async_trait]
-impl DeviceStore for SqliteStore {
-    async fn device_login(&self, device_id: &str) -> Result<Option<DeviceLogin>> {
-        let device_id = device_id.to_string();
-        self.read_here(crate::job!(|c| shared::device::device_login(c, &device_id)))
-            .await
-    }
-
-    async fn enrol_device(
-        &self,
-        device_id: &str,
-        credential: &[u8],
-        seen: &Seen,
-    ) -> Result<Option<i64>> {
-        let (device_id, credential, seen) =
-            (device_id.to_string(), credential.to_vec(), seen.clone());
-        engine::write(
-            self,
-            crate::job!(|c| shared::device::enrol(c, &device_id, &credential, &seen)),
-        )
-        .await
-    }
-
-    async fn touch_device(&self, device: i64, seen: &Seen) -> Result<()> {
-        self.seen.lock().unwrap().insert(device, seen.clone());
+    /// On the calling task: SQLite's statements complete on the spot, so the job never waits.
+    async fn submit_read_now(&self, job: ReadJob) -> Result<()> {
+        let mut conn = self.readers.take()?;
+        job(&mut Lite::new(&mut conn)).await;
+        self.readers.give_back(conn);
         Ok(())
     }
-
-    async fn device_count(&self) -> Result<i64> {
-        self.read_here(crate::job!(|c| shared::device::device_count(c)))
-            .await
-    }
-
-    async fn sync_record(&self, device: i64) -> Result<SyncRecord> {
-        self.read_here(crate::job!(|c| shared::device::sync_record(c, device)))
-            .await
-    }
-
-    async fn settings(&self, device: i64) -> Result<SettingsRecord> {
-        self.read_here(crate::job!(|c| shared::device::settings(c, device)))
-            .await
-    }
-
-    async fn record_result(
-        &self,
-        device: i64,
-        write: &SyncWrite,
-        now: OffsetDateTime,
-    ) -> Result<Recorded> {
-        let write = write.clone();
-        engine::write(
-            self,
-            crate::job!(|c| shared::device::record_result(c, device, &write, now)),
-        )
-        .await
-    }
-
-    async fn revisions(&self) -> Result<Revisions> {
-        self.read_here(crate::job!(|c| shared::device::revisions(c)))
-            .await
-    }
-
-    async fn group_chain(&self, group: i64) -> Result<Vec<i64>> {
-        self.read_here(crate::job!(|c| shared::device::group_chain(c, group)))
-            .await
-    }
-
-    async fn policy_rows(&self, groups: &[i64]) -> Result<Vec<PolicyRow>> {
-        let groups = groups.to_vec();
-        self.read_here(crate::job!(|c| shared::device::policy_rows(c, &groups)))
-            .await
-    }
-
-    async fn subscription_rows(&self, groups: &[i64]) -> Result<Vec<SubscriptionRow>> {
-        let groups = groups.to_vec();
-        self.read_here(crate::job!(|c| shared::device::subscription_rows(
-            c, &groups
-        )))
-        .await
-    }
 }
 
 #[async_trait::async_trait]
-impl EventStore for SqliteStore {
+impl Engine for SqliteStore {
+    fn kind(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn sessions(&self) -> &dyn Jobs {
+        self
+    }
+
+    fn note_seen(&self, device: i64, seen: &Seen) {
+        self.seen.lock().unwrap().insert(device, seen.clone());
+    }
+
     async fn store_events(
         &self,
         device: i64,
         events: Vec<crate::events::StoredEvent>,
         seen: &Seen,
     ) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
         self.writer.store_events(device, events, seen).await
-    }
-
-    async fn event_count(&self) -> Result<i64> {
-        engine::read(self, crate::job!(|c| shared::events::count(c))).await
-    }
-
-    async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>> {
-        let query = query.clone();
-        engine::read(self, crate::job!(|c| shared::events::events(c, &query))).await
-    }
-
-    async fn events_by_rows(
-        &self,
-        range: Option<(i64, i64)>,
-        ids: &[i64],
-    ) -> Result<Vec<EventRecord>> {
-        let ids = ids.to_vec();
-        engine::read(
-            self,
-            crate::job!(|c| shared::events::by_rows(c, range, &ids)),
-        )
-        .await
-    }
-}
-
-#[async_trait::async_trait]
-impl ThrottleStore for SqliteStore {
-    async fn failures(&self, keys: &[String], since: OffsetDateTime) -> Result<Vec<(String, u32)>> {
-        let keys = keys.to_vec();
-        self.read_here(crate::job!(|c| shared::identity::failures(c, &keys, since)))
-            .await
-    }
-
-    async fn record_failure(
-        &self,
-        keys: &[String],
-        now: OffsetDateTime,
-        since: OffsetDateTime,
-    ) -> Result<()> {
-        let keys = keys.to_vec();
-        engine::write(
-            self,
-            crate::job!(|c| shared::identity::record_failure(c, &keys, now, since)),
-        )
-        .await
-    }
-
-    async fn clear_failures(&self, keys: &[String]) -> Result<()> {
-        let keys = keys.to_vec();
-        engine::write(
-            self,
-            crate::job!(|c| shared::identity::clear_failures(c, &keys)),
-        )
-        .await
-    }
-
-    async fn forget_failures(&self, since: OffsetDateTime) -> Result<u64> {
-        engine::write(
-            self,
-            crate::job!(|c| shared::identity::forget_failures(c, since)),
-        )
-        .await
-    }
-}
-
-#[async_trait::async_trait]
-impl SessionStore for SqliteStore {
-    async fn insert_session(
-        &self,
-        session: &StoredSession,
-        per_device: usize,
-        may_grow: bool,
-    ) -> Result<Option<u64>> {
-        let s = session.clone();
-        engine::write(
-            self,
-            crate::job!(|c| shared::sessions::insert(c, &s, per_device, may_grow)),
-        )
-        .await
-    }
-
-    async fn touch_session(
-        &self,
-        id: &str,
-        now: OffsetDateTime,
-        cutoff: &SessionCutoff,
-    ) -> Result<Option<StoredSession>> {
-        let (id, cutoff) = (id.to_string(), *cutoff);
-        engine::write(
-            self,
-            crate::job!(|c| shared::sessions::touch(c, &id, now, &cutoff)),
-        )
-        .await
-    }
-
-    async fn update_session(&self, session: &StoredSession) -> Result<()> {
-        let s = session.clone();
-        engine::write(self, crate::job!(|c| shared::sessions::update(c, &s))).await
-    }
-
-    async fn remove_session(&self, id: &str) -> Result<bool> {
-        let id = id.to_string();
-        engine::write(self, crate::job!(|c| shared::sessions::remove(c, &id))).await
-    }
-
-    async fn remove_device_sessions(&self, device: i64) -> Result<u64> {
-        engine::write(
-            self,
-            crate::job!(|c| shared::sessions::remove_device(c, device)),
-        )
-        .await
-    }
-
-    async fn sweep_sessions(&self, cutoff: &SessionCutoff) -> Result<u64> {
-        let cutoff = *cutoff;
-        engine::write(self, crate::job!(|c| shared::sessions::sweep(c, &cutoff))).await
-    }
-
-    async fn session_count(&self) -> Result<u64> {
-        self.read_here(crate::job!(|c| shared::sessions::count(c)))
-            .await
-    }
-}
-
-#[async_trait::async_trait]
-impl BusStore for SqliteStore {
-    async fn publish(
-        &self,
-        topic: &str,
-        object_id: Option<&str>,
-        payload: Option<serde_json::Value>,
-    ) -> Result<()> {
-        let (topic, object_id) = (topic.to_string(), object_id.map(str::to_string));
-        engine::write(
-            self,
-            crate::job!(|c| shared::bus::append(c, &topic, object_id.as_deref(), payload, None)),
-        )
-        .await
-    }
-
-    async fn bus_after(&self, seq: i64, limit: u32) -> Result<Vec<BusRecord>> {
-        engine::read(self, crate::job!(|c| shared::bus::after(c, seq, limit))).await
-    }
-
-    async fn bus_head(&self) -> Result<i64> {
-        engine::read(self, crate::job!(|c| shared::bus::head(c))).await
-    }
-
-    async fn sequence(&self) -> Result<bool> {
-        // One writer: entries are numbered as they are inserted.
-        Ok(false)
     }
 
     async fn bus_changed(&self) {
         self.bus.notified().await
-    }
-
-    async fn cursor(&self, consumer: &str) -> Result<Option<i64>> {
-        let consumer = consumer.to_string();
-        engine::read(self, crate::job!(|c| shared::bus::cursor(c, &consumer))).await
-    }
-
-    async fn set_cursor(&self, consumer: &str, seq: i64) -> Result<()> {
-        let consumer = consumer.to_string();
-        engine::write(
-            self,
-            crate::job!(|c| shared::bus::set_cursor(c, &consumer, seq)),
-        )
-        .await
-    }
-}
-
-#[async_trait::async_trait]
-impl Maintenance for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
     }
 
     async fn close(&self) {
@@ -618,24 +358,20 @@ impl Maintenance for SqliteStore {
         self.readers.idle.lock().unwrap().clear();
     }
 
-    async fn schema_version(&self) -> Result<i64> {
-        engine::read(self, crate::job!(|c| schema_version(c))).await
-    }
-
     async fn export(
         &self,
+        schema: i64,
         out: &mut (dyn FnMut(super::dump::Record) -> Result<()> + Send),
     ) -> Result<u64> {
-        let schema = self.schema_version().await?;
         let conn = connect(&self.path)?;
         dump::export(&conn, schema, out)
     }
 
     async fn import(
         &self,
+        schema: i64,
         input: &mut (dyn Iterator<Item = Result<super::dump::Record>> + Send),
     ) -> Result<u64> {
-        let schema = self.schema_version().await?;
         // A connection of its own: the import is one long transaction outside the writer's batches.
         let mut conn = connect(&self.path)?;
         dump::import(&mut conn, schema, input)

@@ -110,7 +110,7 @@ impl Writer {
 }
 
 #[async_trait::async_trait]
-impl super::super::engine::Engine for Writer {
+impl super::super::engine::Jobs for Writer {
     async fn submit_write(&self, job: WriteJob) -> Result<()> {
         Writer::submit_write(self, job).await
     }
