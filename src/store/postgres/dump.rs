@@ -165,19 +165,12 @@ pub(super) async fn import(
 ) -> Result<u64> {
     let mut reader = dump::Reader::new(input, schema)?;
     let mut tx = pool.begin().await?;
-    for table in dump::TABLES {
-        let occupied = if *table == "groups" {
-            "SELECT EXISTS (SELECT 1 FROM groups WHERE id > 2)".to_string()
-        } else if dump::SEEDED.contains(table) || dump::DERIVED.contains(table) {
-            continue;
-        } else {
-            format!("SELECT EXISTS (SELECT 1 FROM {table})")
-        };
+    for (table, occupied) in dump::occupancy_checks() {
         if sqlx::query_scalar::<_, bool>(&occupied)
             .fetch_one(&mut *tx)
             .await?
         {
-            return Err(not_empty(table));
+            return Err(not_empty(&table));
         }
     }
     for sql in [

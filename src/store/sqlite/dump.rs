@@ -116,16 +116,9 @@ fn insert_batch(conn: &Connection, batch: &dump::Batch, columns: &[String]) -> R
 
 /// The body of an import, inside the transaction [`import`] opened.
 fn import_in(conn: &Connection, reader: &mut dump::Reader<'_>) -> Result<u64> {
-    for table in dump::TABLES {
-        let occupied = if *table == "groups" {
-            "SELECT EXISTS (SELECT 1 FROM groups WHERE id > 2)".to_string()
-        } else if dump::SEEDED.contains(table) || dump::DERIVED.contains(table) {
-            continue;
-        } else {
-            format!("SELECT EXISTS (SELECT 1 FROM {table})")
-        };
+    for (table, occupied) in dump::occupancy_checks() {
         if conn.query_row(&occupied, [], |r| r.get::<_, bool>(0))? {
-            return Err(not_empty(table));
+            return Err(not_empty(&table));
         }
     }
     conn.execute_batch(
