@@ -711,3 +711,117 @@ async fn the_first_start_creates_an_administrator_and_the_command_line_manages_a
         .is_err());
     server.stop().await;
 }
+
+/// Devices through the domain: pre-registered, listed with filters and pages, moved, read with
+/// what they reported, deleted with their events.
+#[tokio::test]
+async fn devices_are_listed_filtered_paged_moved_and_deleted() {
+    let server = TestServer::start().await;
+    let domain = &server.app.domain;
+    let sales = domain
+        .create_group(&admin(), ROOT_GROUP, "Sales")
+        .await
+        .unwrap()
+        .value
+        .id;
+    for i in 0..25 {
+        domain
+            .register_device(&admin(), &format!("IMEI-L{i:02}"), Some(sales))
+            .await
+            .unwrap();
+    }
+    let mut dev = server.device("IMEI-INFECTED", "pw").await;
+    dev.begin().await.unwrap();
+    dev.put_events(vec![event(1, "GNRL_EV_VIRUS_FOUND")]).await;
+    domain
+        .set_device_blocked(&admin(), "IMEI-L03", true)
+        .await
+        .unwrap();
+
+    let in_sales = DeviceFilter {
+        group_ids: vec![sales],
+        ..DeviceFilter::default()
+    };
+    let page = |offset, limit| PageRequest { offset, limit };
+    let first = domain
+        .devices(&admin(), &in_sales, page(0, 10))
+        .await
+        .unwrap();
+    assert_eq!((first.items.len(), first.total), (10, 25));
+    let mut seen = Vec::new();
+    for offset in (0..25).step_by(10) {
+        let p = domain
+            .devices(&admin(), &in_sales, page(offset, 10))
+            .await
+            .unwrap();
+        seen.extend(p.items.into_iter().map(|d| d.device_id));
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 25, "paging walks every device once");
+    let blocked = DeviceFilter {
+        statuses: vec![mobile_admin::store::DeviceStatus::Blocked],
+        ..DeviceFilter::default()
+    };
+    let found = domain
+        .devices(&admin(), &blocked, page(0, 100))
+        .await
+        .unwrap();
+    assert_eq!(found.items[0].device_id, "IMEI-L03");
+    assert_eq!(found.total, 1);
+    let search = DeviceFilter {
+        search: Some("l1".into()),
+        ..DeviceFilter::default()
+    };
+    assert_eq!(
+        domain
+            .devices(&admin(), &search, page(0, 100))
+            .await
+            .unwrap()
+            .total,
+        10,
+        "IMEI-L10 .. IMEI-L19, any case"
+    );
+    let infected = DeviceFilter {
+        infected: Some(true),
+        ..DeviceFilter::default()
+    };
+    let found = domain
+        .devices(&admin(), &infected, page(0, 100))
+        .await
+        .unwrap();
+    assert_eq!(found.items.len(), 1);
+    assert_eq!(found.items[0].viruses_found, 1);
+    assert!(domain
+        .devices(&admin(), &DeviceFilter::default(), page(0, 1001))
+        .await
+        .is_err());
+
+    let moved = domain
+        .move_device(&admin(), "IMEI-INFECTED", sales)
+        .await
+        .unwrap();
+    assert_eq!(moved.value.group_id, sales);
+    let detail = domain.device(&admin(), "IMEI-INFECTED").await.unwrap();
+    assert!(detail.device.enrolled && detail.device.last_seen.is_some());
+    domain
+        .delete_device(&admin(), "IMEI-INFECTED")
+        .await
+        .unwrap();
+    assert!(matches!(
+        domain.device(&admin(), "IMEI-INFECTED").await,
+        Err(DomainError::NotFound(_))
+    ));
+    let events: i64 = server
+        .sql()
+        .await
+        .scalar("SELECT count(*) FROM events")
+        .await;
+    assert_eq!(events, 0);
+    let (_, error) = dev.heartbeat(None).await;
+    assert_eq!(error.map(|e| e.code), Some(1186), "its session ended");
+    assert!(matches!(
+        domain.delete_group(&admin(), sales).await,
+        Err(DomainError::Conflict(_))
+    ));
+    server.stop().await;
+}
