@@ -11,7 +11,7 @@ use common::*;
 use mobile_admin::domain::bus::BusEvent;
 use mobile_admin::domain::policy::PolicyInput;
 use mobile_admin::domain::{Access, Caller, DomainError, FuncArea, Role};
-use mobile_admin::soap::{Params, Value};
+use mobile_admin::soap::{CmdData, Command, ParamError, Params, Value};
 use mobile_admin::store::{AuditQuery, DeviceFilter, EventQuery, PageRequest, ROOT_GROUP};
 
 const PASSWORD: &str = "correct horse battery";
@@ -478,6 +478,73 @@ async fn the_bus_delivers_device_events_audit_entries_and_hand_edits() {
         .await;
     let edit = wait_for(&mut rx, |e| e.topic == "policy.changed").await;
     assert_eq!(edit.object_id.as_deref(), Some("1"));
+    server.stop().await;
+}
+
+/// Device lifecycle reaches the bus: enrolment, a sync finished, a sync error, block, unblock,
+/// reset, move and delete, each naming its device.
+#[tokio::test]
+async fn the_bus_carries_each_step_of_a_devices_life() {
+    let server = TestServer::start().await;
+    let mut rx = server.app.domain.bus.subscribe();
+    let domain = server.app.domain.clone();
+    let mut dev = server.device("IMEI-LIFE", "pw").await;
+    dev.begin().await.unwrap();
+    let enrolled = wait_for(&mut rx, |e| e.topic == "device.enrolled").await;
+    assert_eq!(enrolled.object_id.as_deref(), Some("IMEI-LIFE"));
+
+    let h = hashes(1, 2, 3, 4, 5);
+    assert_eq!(dev.sync(&h, "G").await.len(), 5);
+    let done = wait_for(&mut rx, |e| e.topic == "device.sync_done").await;
+    assert_eq!(done.object_id.as_deref(), Some("IMEI-LIFE"));
+
+    let changed = hashes(2, 2, 3, 4, 5);
+    let (command, _) = dev.heartbeat(Some(changed)).await;
+    assert_eq!(command.code, 5);
+    let failure = ParamError::new(1186, "KLSTD", "settings storage not found");
+    dev.put_result(Command {
+        code: 5,
+        data: Some(CmdData::Error(failure)),
+    })
+    .await;
+    let error = wait_for(&mut rx, |e| e.topic == "device.sync_error").await;
+    assert_eq!(error.object_id.as_deref(), Some("IMEI-LIFE"));
+
+    let group = domain
+        .create_group(&admin(), ROOT_GROUP, "Life")
+        .await
+        .unwrap()
+        .value;
+    for (step, topic) in [
+        ("block", "device.blocked"),
+        ("unblock", "device.unblocked"),
+        ("reset", "device.reset"),
+        ("move", "device.moved"),
+        ("delete", "device.deleted"),
+    ] {
+        match step {
+            "block" | "unblock" => {
+                domain
+                    .set_device_blocked(&admin(), "IMEI-LIFE", step == "block")
+                    .await
+                    .unwrap();
+            }
+            "reset" => {
+                domain.reset_device(&admin(), "IMEI-LIFE").await.unwrap();
+            }
+            "move" => {
+                domain
+                    .move_device(&admin(), "IMEI-LIFE", group.id)
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                domain.delete_device(&admin(), "IMEI-LIFE").await.unwrap();
+            }
+        }
+        let got = wait_for(&mut rx, |e| e.topic == topic).await;
+        assert_eq!(got.object_id.as_deref(), Some("IMEI-LIFE"), "{step}");
+    }
     server.stop().await;
 }
 
