@@ -28,6 +28,7 @@ pub struct App {
     pub domain: Arc<Domain>,
     pub device: Arc<DeviceService>,
     device_port: server::Running,
+    admin_port: server::Running,
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
@@ -35,7 +36,12 @@ pub struct App {
 impl App {
     /// Where devices connect.
     pub fn device_addr(&self) -> SocketAddr {
-        self.device_port.device_addr
+        self.device_port.addr
+    }
+
+    /// Where administrators connect (the REST API, over HTTPS).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_port.addr
     }
 
     /// SHA-256 fingerprint of the device certificate (`None` on plain HTTP).
@@ -46,7 +52,7 @@ impl App {
     /// Stops accepting and finishes in-flight requests, then stops the background tasks, then
     /// closes the store.
     pub async fn stop(self) {
-        self.device_port.stop().await;
+        tokio::join!(self.device_port.stop(), self.admin_port.stop());
         let _ = self.stop.send(true);
         for (name, task) in self.tasks {
             if tokio::time::timeout(Duration::from_secs(10), task)
@@ -175,13 +181,30 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
             stopped,
         )),
     ));
-    let device_port = match server::start(
-        config.device_listener(),
-        Arc::new(DevicePort(device.clone())),
-    )
-    .await
-    {
-        Ok(running) => running,
+    let api = crate::api::ApiService::new(crate::api::ApiState {
+        domain: domain.clone(),
+        limits: Arc::new(crate::api::RateLimits::new(
+            config.admin.requests_per_second_per_token,
+            config.admin.requests_per_second,
+        )),
+        max_upload_bytes: config.admin.max_upload_bytes,
+    });
+    let ports = async {
+        let device_port = server::start(
+            config.device_listener(),
+            Arc::new(DevicePort(device.clone())),
+        )
+        .await?;
+        match server::start_service("admin", config.admin_listener(), Arc::new(api)).await {
+            Ok(admin_port) => Ok((device_port, admin_port)),
+            Err(e) => {
+                device_port.stop().await;
+                Err(e)
+            }
+        }
+    };
+    let (device_port, admin_port) = match ports.await {
+        Ok(ports) => ports,
         Err(e) => {
             let _ = stop.send(true);
             for (_, task) in tasks {
@@ -195,6 +218,7 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
         domain,
         device,
         device_port,
+        admin_port,
         stop,
         tasks,
     })

@@ -19,6 +19,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where devices connect (TLS unless `device_plain_http`).
     pub device_listen: SocketAddr,
+    /// Where administrators connect: the REST API under `/api/v1` and its documentation, over HTTPS.
+    pub admin_listen: SocketAddr,
+    /// PEM certificate chain and key of the admin port; both empty means the device port's
+    /// certificate (the configured one, or the generated one).
+    pub admin_tls_cert: Option<PathBuf>,
+    pub admin_tls_key: Option<PathBuf>,
     /// `HOST[:PORT]` devices reach the device port at, written into the WSDL's service address when
     /// a request's `Host` header is not a plain host name or address. Empty: the address in `wsdl/`.
     pub device_public_address: Option<String>,
@@ -47,6 +53,9 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./data"),
             device_listen: SocketAddr::from(([0, 0, 0, 0], 13292)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 13299)),
+            admin_tls_cert: None,
+            admin_tls_key: None,
             device_public_address: None,
             database_url: String::new(),
             database_timeout_ms: 2000,
@@ -113,6 +122,30 @@ impl Config {
         }
     }
 
+    /// Where and how the admin listener serves: always TLS; the connection limits of `[limits]`.
+    pub fn admin_listener(&self) -> crate::server::Listen {
+        let (cert, key) = match (&self.admin_tls_cert, &self.admin_tls_key) {
+            (Some(cert), Some(key)) => (Some(cert.clone()), Some(key.clone())),
+            _ => (self.tls_cert.clone(), self.tls_key.clone()),
+        };
+        crate::server::Listen {
+            addr: self.admin_listen,
+            tls: Some(crate::server::TlsFiles {
+                cert,
+                key,
+                data_dir: self.data_dir.clone(),
+            }),
+            limits: crate::server::Limits {
+                // Larger than the API's 8 KiB, so that the API answers oversized heads itself,
+                // with its JSON body.
+                max_header_bytes: 64 * 1024,
+                // Uploads stream under their own limit; JSON bodies are checked by the API.
+                max_body_bytes: usize::MAX,
+                ..self.limits.clone()
+            },
+        }
+    }
+
     pub fn store_options(&self) -> crate::store::StoreOptions {
         crate::store::StoreOptions {
             connect_timeout: Duration::from_millis(self.database_timeout_ms),
@@ -161,6 +194,9 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
             .field("device_listen", &self.device_listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("admin_tls_cert", &self.admin_tls_cert)
+            .field("admin_tls_key", &self.admin_tls_key)
             .field("device_public_address", &self.device_public_address)
             .field("database_url", &redact_url(&self.database_url))
             .field("database_timeout_ms", &self.database_timeout_ms)

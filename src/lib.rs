@@ -10,11 +10,13 @@
 //! - [`domain`]: admin operations, rights, accounts, tokens, audit and the event bus.
 //! - [`device`]: the device protocol service — decoded requests in, responses out.
 //! - [`error`]: device-side errors and the one mapping to `param-error` codes.
+//! - [`api`]: the admin REST API (seed 001's conventions) over the domain, with its OpenAPI document.
 //! - [`server`], [`tls`]: sockets only — the TLS/HTTP listener and its limits; certificates.
 //! - [`app`]: composition — store, domain, services, listeners, background tasks, ordered shutdown.
 //! - [`config`], [`transfer`]: configuration layers; moving a deployment between databases.
 //! - `sim` (feature `simulator`): the device simulator and load generator, with a baseline responder.
 
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;

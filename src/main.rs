@@ -87,6 +87,18 @@ struct ServerArgs {
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     device_listen: Option<SocketAddr>,
+    /// Address for the admin REST API, over HTTPS [default: 127.0.0.1:13299].
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_listen: Option<SocketAddr>,
+    /// PEM certificate chain for the admin port (with --admin-tls-key) [default: the device port's].
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_tls_cert: Option<PathBuf>,
+    /// PEM private key for the admin port (with --admin-tls-cert).
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_tls_key: Option<PathBuf>,
     /// sqlite://FILE or postgres://... [default: SQLite file in the data directory].
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]

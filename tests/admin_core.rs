@@ -793,7 +793,7 @@ async fn devices_are_listed_filtered_paged_moved_and_deleted() {
         .id;
     for i in 0..25 {
         domain
-            .register_device(&admin(), &format!("IMEI-L{i:02}"), Some(sales))
+            .register_device(&admin(), &format!("IMEI-L{i:02}"), Some(sales), None)
             .await
             .unwrap();
     }
@@ -826,7 +826,7 @@ async fn devices_are_listed_filtered_paged_moved_and_deleted() {
     seen.dedup();
     assert_eq!(seen.len(), 25, "paging walks every device once");
     let blocked = DeviceFilter {
-        statuses: vec![mobile_admin::store::DeviceStatus::Blocked],
+        states: vec![mobile_admin::store::DeviceState::Blocked],
         ..DeviceFilter::default()
     };
     let found = domain

@@ -34,7 +34,7 @@ async fn tls_client_posts_and_gets_a_reply_on_a_kept_alive_connection() {
         .await
         .unwrap();
     let connector = tls_client(&generated_cert(dir.path()));
-    let mut conn = Connection::open(&connector, running.device_addr).await;
+    let mut conn = Connection::open(&connector, running.addr).await;
     for i in 0..3 {
         let body = format!("<hello n='{i}'/>");
         let (status, reply) = conn.post(body.clone()).await;
@@ -69,7 +69,7 @@ async fn restart_reuses_certificate_and_database() {
     assert_eq!(store.groups().await.unwrap(), groups);
     // A client that pinned the first certificate still connects.
     let connector = tls_client(&generated_cert(dir.path()));
-    let mut conn = Connection::open(&connector, second.device_addr).await;
+    let mut conn = Connection::open(&connector, second.addr).await;
     assert_eq!(conn.post("x").await.0, StatusCode::OK);
     second.stop().await;
     store.close().await;
@@ -86,12 +86,12 @@ async fn oversized_bodies_get_413_and_the_server_keeps_serving() {
     let connector = tls_client(&generated_cert(dir.path()));
 
     // Declared length over the limit: refused before the body is read.
-    let mut conn = Connection::open(&connector, running.device_addr).await;
+    let mut conn = Connection::open(&connector, running.addr).await;
     let (status, _) = conn.post(vec![b'a'; 4096]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 
     // Chunked body without a length that grows past the limit.
-    let mut tls = connect_tls(&connector, running.device_addr).await;
+    let mut tls = connect_tls(&connector, running.addr).await;
     let chunk = "a".repeat(600);
     let req = format!(
         "POST / HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
@@ -108,7 +108,7 @@ async fn oversized_bodies_get_413_and_the_server_keeps_serving() {
     );
 
     // Exactly at the limit is fine, and the server still answers.
-    let mut conn = Connection::open(&connector, running.device_addr).await;
+    let mut conn = Connection::open(&connector, running.addr).await;
     let (status, body) = conn.post(vec![b'b'; 1024]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body.len(), 1024);
@@ -128,9 +128,7 @@ async fn silent_clients_are_disconnected_after_the_timeouts() {
 
     // Connects and never starts the TLS handshake.
     let started = Instant::now();
-    let mut tcp = tokio::net::TcpStream::connect(running.device_addr)
-        .await
-        .unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(running.addr).await.unwrap();
     let mut buf = [0u8; 16];
     let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
         .await
@@ -140,7 +138,7 @@ async fn silent_clients_are_disconnected_after_the_timeouts() {
     assert!(started.elapsed() >= Duration::from_millis(900));
 
     // Completes TLS, then never sends a request head.
-    let mut tls = connect_tls(&connector, running.device_addr).await;
+    let mut tls = connect_tls(&connector, running.addr).await;
     let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
         .await
         .expect("server must close an idle TLS connection")
@@ -152,7 +150,7 @@ async fn silent_clients_are_disconnected_after_the_timeouts() {
     }
 
     // Sends a head promising a body that never comes.
-    let mut tls = connect_tls(&connector, running.device_addr).await;
+    let mut tls = connect_tls(&connector, running.addr).await;
     tls.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nabc")
         .await
         .unwrap();
@@ -168,7 +166,7 @@ async fn silent_clients_are_disconnected_after_the_timeouts() {
     );
 
     // The server survived all of that.
-    let mut conn = Connection::open(&connector, running.device_addr).await;
+    let mut conn = Connection::open(&connector, running.addr).await;
     assert_eq!(conn.post("still here").await.0, StatusCode::OK);
     running.stop().await;
 }
@@ -181,7 +179,7 @@ async fn oversized_headers_are_refused() {
         .await
         .unwrap();
     let connector = tls_client(&generated_cert(dir.path()));
-    let mut tls = connect_tls(&connector, running.device_addr).await;
+    let mut tls = connect_tls(&connector, running.addr).await;
     let big = "x".repeat(64 * 1024);
     let req = format!("POST / HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\ncontent-length: 0\r\n\r\n");
     let _ = tls.write_all(req.as_bytes()).await;
@@ -192,7 +190,7 @@ async fn oversized_headers_are_refused() {
         text.is_empty() || text.starts_with("HTTP/1.1 431"),
         "{text}"
     );
-    let mut conn = Connection::open(&connector, running.device_addr).await;
+    let mut conn = Connection::open(&connector, running.addr).await;
     assert_eq!(conn.post("ok").await.0, StatusCode::OK);
     running.stop().await;
 }
@@ -215,7 +213,7 @@ async fn shutdown_finishes_in_flight_requests() {
     let running = server::start(config.device_listener(), Arc::new(Slow))
         .await
         .unwrap();
-    let addr = running.device_addr;
+    let addr = running.addr;
     let connector = tls_client(&generated_cert(dir.path()));
     let mut conn = Connection::open(&connector, addr).await;
     let in_flight = tokio::spawn(async move { conn.post("finish me").await });

@@ -415,7 +415,7 @@ async fn a_fleet_enrols_syncs_and_is_known_on_the_next_run() {
     let running = server::start(test_config(data.path()).device_listener(), scripted.clone())
         .await
         .unwrap();
-    let base = options_for(running.device_addr, data.path(), state.path(), 6);
+    let base = options_for(running.addr, data.path(), state.path(), 6);
 
     // Enrolment: every device's first contact runs the whole sync, 5 6 1 3 4 then 0.
     let enrol = sim::run(SimOptions {
@@ -516,7 +516,7 @@ async fn unacknowledged_events_are_resent_with_the_same_ids() {
         .unwrap();
     let base = SimOptions {
         events_per_session: 4,
-        ..options_for(running.device_addr, data.path(), state.path(), 4)
+        ..options_for(running.addr, data.path(), state.path(), 4)
     };
 
     // The server stores the events but the devices never learn it.

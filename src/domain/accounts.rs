@@ -107,6 +107,48 @@ impl Domain {
         Ok(self.store.accounts().await?)
     }
 
+    /// One account: one's own, or any with Read on the admins area.
+    pub async fn account(&self, caller: &Caller, name: &str) -> Result<Account> {
+        let (account, _) = self.account_named(name).await?;
+        if caller.account_id != Some(account.id) {
+            caller.require(FuncArea::Admins, Access::Read)?;
+        }
+        Ok(account)
+    }
+
+    /// Sets an account's password, disables or enables it, or both; every rule is checked before
+    /// anything is written.
+    pub async fn change_account(
+        &self,
+        caller: &Caller,
+        name: &str,
+        password: Option<&str>,
+        disabled: Option<bool>,
+    ) -> Result<Account> {
+        let (account, _) = self.account_named(name).await?;
+        if password.is_none() && disabled.is_none() {
+            return Err(DomainError::Invalid(
+                "nothing to change: give password or disabled".into(),
+            ));
+        }
+        if disabled.is_some() || caller.account_id != Some(account.id) {
+            caller.require(FuncArea::Admins, Access::Write)?;
+        }
+        if disabled == Some(true) && caller.account_id == Some(account.id) {
+            return Err(DomainError::Invalid(
+                "an account cannot disable itself".into(),
+            ));
+        }
+        if let Some(password) = password {
+            check_password(password)?;
+            self.set_password(caller, name, password).await?;
+        }
+        match disabled {
+            Some(disabled) => self.set_account_disabled(caller, name, disabled).await,
+            None => self.account(caller, name).await,
+        }
+    }
+
     /// The account called `name`, or not found.
     async fn account_named(&self, name: &str) -> Result<(Account, String)> {
         self.store

@@ -5,9 +5,22 @@ use super::rights::{Access, Caller, FuncArea};
 use super::{Changed, Domain, DomainError, Notice, Result};
 use crate::soap::Params;
 use crate::store::{
-    AuditEntry, DeviceDetail, DeviceFilter, DeviceRecord, DeviceStatus, Group, Page, PageRequest,
-    SettingsRecord, ROOT_GROUP, UNASSIGNED_GROUP,
+    AuditEntry, DeviceDetail, DeviceFilter, DeviceRecord, DeviceStatus, FleetStats, Group, Page,
+    PageRequest, SettingsRecord, ROOT_GROUP, UNASSIGNED_GROUP,
 };
+use crate::sync::planner::Known;
+
+pub use crate::store::DeviceChange;
+
+/// Display names: up to 255 characters and no control characters (empty removes the name).
+fn check_display_name(name: &str) -> Result<()> {
+    if name.chars().count() > 255 || name.chars().any(char::is_control) {
+        return Err(DomainError::Invalid(
+            "a display name has at most 255 characters and no control characters".into(),
+        ));
+    }
+    Ok(())
+}
 
 /// Group names: 1 to 255 characters, no control characters, no spaces at either end.
 fn check_group_name(name: &str) -> Result<()> {
@@ -112,6 +125,40 @@ impl Domain {
         Ok(changed)
     }
 
+    /// Renames a group, moves it, or both (each checked before either is made).
+    pub async fn change_group(
+        &self,
+        caller: &Caller,
+        id: i64,
+        name: Option<&str>,
+        parent: Option<i64>,
+    ) -> Result<Group> {
+        caller.require(FuncArea::Devices, Access::Write)?;
+        if let Some(name) = name {
+            check_group_name(name)?;
+        }
+        if parent.is_some() && (id == ROOT_GROUP || id == UNASSIGNED_GROUP) {
+            return Err(DomainError::Invalid(
+                "the root group and Unassigned stay where they are".into(),
+            ));
+        }
+        let mut group = match (name, parent) {
+            (None, None) => {
+                return Err(DomainError::Invalid(
+                    "nothing to change: give name or parent_id".into(),
+                ))
+            }
+            _ => self.group(caller, id).await?,
+        };
+        if let Some(parent) = parent {
+            group = self.move_group(caller, id, parent).await?.value;
+        }
+        if let Some(name) = name {
+            group = self.rename_group(caller, id, name).await?.value;
+        }
+        Ok(group)
+    }
+
     /// Deletes an empty group (no child groups, no devices); its policy rows and subscriptions go
     /// with it. The root and Unassigned stay.
     pub async fn delete_group(&self, caller: &Caller, id: i64) -> Result<AuditEntry> {
@@ -149,18 +196,82 @@ impl Domain {
         caller: &Caller,
         device_id: &str,
         group: Option<i64>,
+        display_name: Option<&str>,
     ) -> Result<Changed<DeviceRecord>> {
         caller.require(FuncArea::Devices, Access::Write)?;
         check_device_id(device_id)?;
+        if let Some(name) = display_name {
+            check_display_name(name)?;
+        }
         Ok(Changed::new(
             self.store
                 .register_device(
                     device_id,
                     group.unwrap_or(UNASSIGNED_GROUP),
+                    display_name.filter(|n| !n.is_empty()),
                     &caller.actor(),
                 )
                 .await?,
         ))
+    }
+
+    /// Moves, renames, blocks or unblocks a device in one change. Moving and renaming need Write,
+    /// blocking Execute; all are checked before anything is written. A block ends the device's
+    /// sessions at once.
+    pub async fn change_device(
+        &self,
+        caller: &Caller,
+        device_id: &str,
+        change: &DeviceChange,
+    ) -> Result<Changed<DeviceRecord>> {
+        if change.group_id.is_some() || change.display_name.is_some() {
+            caller.require(FuncArea::Devices, Access::Write)?;
+        }
+        if change.blocked.is_some() {
+            caller.require(FuncArea::Devices, Access::Execute)?;
+        }
+        if let Some(name) = &change.display_name {
+            check_display_name(name)?;
+        }
+        let mut changed = Changed::new(
+            self.store
+                .update_device(device_id, change, &caller.actor())
+                .await?,
+        );
+        if change.blocked == Some(true) {
+            self.end_sessions(&changed.value).await?;
+        }
+        if change.group_id.is_some() {
+            changed.notices.push(Notice::PENDING_NEXT_HEARTBEAT);
+            if changed.value.status == DeviceStatus::Blocked {
+                changed.notices.push(Notice::DEVICE_BLOCKED);
+            }
+        }
+        Ok(changed)
+    }
+
+    /// A device and what the server knows of its sync (hashes, pending settings).
+    pub async fn device_sync(
+        &self,
+        caller: &Caller,
+        device_id: &str,
+    ) -> Result<(DeviceRecord, Known)> {
+        let device = self.device(caller, device_id).await?.device;
+        let sync = self.store.sync_record(device.id).await?;
+        Ok((device, sync.known))
+    }
+
+    /// Devices by state, infected devices, and events per hour over the last 24 hours.
+    pub async fn stats(&self, caller: &Caller) -> Result<FleetStats> {
+        caller.require(FuncArea::Devices, Access::Read)?;
+        let now = self.clock.now();
+        let since = now - time::Duration::hours(23);
+        let since = since
+            .replace_minute(0)
+            .and_then(|t| t.replace_second(0))
+            .and_then(|t| t.replace_nanosecond(0))
+            .unwrap_or(since);
+        Ok(self.store.stats(since).await?)
     }
 
     pub async fn move_device(

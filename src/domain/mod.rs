@@ -59,6 +59,9 @@ pub enum DomainError {
         message: String,
         retry_after: Duration,
     },
+    /// Input over a size limit (an upload).
+    #[error("{0}")]
+    TooLarge(String),
     /// The database cannot be reached now.
     #[error("{0}")]
     Unavailable(String),
@@ -149,6 +152,12 @@ pub struct AdminConfig {
     /// The key that signs tokens (created on first start); empty means `DATA_DIR/token.key`.
     /// Every node of a cluster needs the same one.
     pub token_key_file: Option<PathBuf>,
+    /// Requests per second the admin API takes from one token, and from everyone together;
+    /// beyond them it answers 503 (0: no limit).
+    pub requests_per_second_per_token: u32,
+    pub requests_per_second: u32,
+    /// Largest update file an upload through the admin API may carry.
+    pub max_upload_bytes: u64,
 }
 
 impl Default for AdminConfig {
@@ -160,6 +169,9 @@ impl Default for AdminConfig {
             session_token_minutes: 15,
             initial_password_file: None,
             token_key_file: None,
+            requests_per_second_per_token: 100,
+            requests_per_second: 1000,
+            max_upload_bytes: 1 << 30,
         }
     }
 }
@@ -195,6 +207,7 @@ pub struct Domain {
     config: AdminConfig,
     clock: Clock,
     updates_root: PathBuf,
+    update_hashes: Arc<queries::HashCache>,
 }
 
 impl Domain {
@@ -215,6 +228,7 @@ impl Domain {
             config,
             clock: Clock::default(),
             updates_root,
+            update_hashes: Default::default(),
         }
     }
 

@@ -57,20 +57,26 @@ impl Domain {
     /// The rows of one group, as admins wrote them.
     pub async fn policy_rows(&self, caller: &Caller, group: i64) -> Result<Vec<PolicyEntry>> {
         caller.require(FuncArea::Policy, Access::Read)?;
+        self.existing_group(group).await?;
         Ok(self.store.policy_of(group).await?)
     }
 
     /// The policy devices of `group` get, path by path, with the group each value comes from.
     pub async fn effective_policy(&self, caller: &Caller, group: i64) -> Result<Vec<Provenance>> {
         caller.require(FuncArea::Policy, Access::Read)?;
-        if self.store.group(group).await?.is_none() {
-            return Err(DomainError::NotFound(format!(
-                "group {group} does not exist"
-            )));
-        }
+        self.existing_group(group).await?;
         let chain = self.store.group_chain(group).await?;
         let rows = self.store.policy_rows(&chain).await?;
         Ok(policy::provenance(&chain, &rows))
+    }
+
+    async fn existing_group(&self, group: i64) -> Result<()> {
+        match self.store.group(group).await? {
+            Some(_) => Ok(()),
+            None => Err(DomainError::NotFound(format!(
+                "group {group} does not exist"
+            ))),
+        }
     }
 
     /// Notices for a row just stored: devices get it at their next sync, unless an ancestor's
@@ -128,6 +134,7 @@ impl Domain {
 
     pub async fn subscriptions(&self, caller: &Caller, group: i64) -> Result<Vec<SubscriptionRow>> {
         caller.require(FuncArea::Policy, Access::Read)?;
+        self.existing_group(group).await?;
         Ok(self.store.subscriptions_of(group).await?)
     }
 

@@ -17,8 +17,47 @@ pub struct UpdateFile {
     pub name: String,
     pub is_dir: bool,
     pub size: u64,
+    /// Hex SHA-256 of a file's content (`None` for a directory).
+    pub sha256: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub modified: Option<OffsetDateTime>,
+}
+
+/// SHA-256 of files by name, kept while their size and modification time stay the same.
+pub(super) type HashCache =
+    std::sync::Mutex<std::collections::HashMap<String, (u64, Option<OffsetDateTime>, String)>>;
+
+/// A stream of an upload's bytes.
+pub type ByteStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static>,
+>;
+
+/// Checks an update file's name: relative, `/` between parts, no part empty, `.` or `..`, no
+/// backslashes or control characters.
+fn check_update_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 1024
+        && !name.chars().any(|c| c.is_control() || c == '\\')
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::Invalid(
+            "an update file name is relative, with `/` between non-empty parts and no `.`, `..`, \
+             backslashes or control characters"
+                .into(),
+        ))
+    }
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Most entries an update listing returns, and how deep it looks.
@@ -49,6 +88,7 @@ fn list_updates(root: &Path) -> std::io::Result<Vec<UpdateFile>> {
             out.push(UpdateFile {
                 name: full.clone(),
                 is_dir: meta.is_dir(),
+                sha256: None,
                 size: if meta.is_dir() { 0 } else { meta.len() },
                 modified: meta.modified().ok().map(OffsetDateTime::from),
             });
@@ -80,14 +120,137 @@ impl Domain {
         Ok(self.store.audit(query).await?)
     }
 
-    /// The update files devices can download.
+    /// The update files devices can download, with the SHA-256 of each file.
     pub async fn update_files(&self, caller: &Caller) -> Result<Vec<UpdateFile>> {
         caller.require(FuncArea::Updates, Access::Read)?;
         let root = self.updates_root.clone();
-        tokio::task::spawn_blocking(move || list_updates(&root))
+        let cache = self.update_hashes.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<Vec<UpdateFile>> {
+            let mut files = list_updates(&root)?;
+            let mut known = cache.lock().unwrap();
+            known.retain(|name, _| files.iter().any(|f| &f.name == name));
+            for file in files.iter_mut().filter(|f| !f.is_dir) {
+                let hash = match known.get(&file.name) {
+                    Some((size, modified, hash))
+                        if *size == file.size && *modified == file.modified =>
+                    {
+                        hash.clone()
+                    }
+                    _ => {
+                        let hash = sha256_file(&root.join(&file.name))?;
+                        known.insert(file.name.clone(), (file.size, file.modified, hash.clone()));
+                        hash
+                    }
+                };
+                file.sha256 = Some(hash);
+            }
+            Ok(files)
+        })
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))?
+        .map_err(|e| DomainError::Unavailable(format!("the updates directory: {e}")))
+    }
+
+    /// Writes an update file from `body` (at most `limit` bytes), replacing any file of that name
+    /// at once: it is written beside its final place, synced, then renamed over it, so devices
+    /// read the old file or the new one, never a part.
+    pub async fn upload_update(
+        &self,
+        caller: &Caller,
+        name: &str,
+        mut body: ByteStream,
+        limit: u64,
+    ) -> Result<UpdateFile> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        caller.require(FuncArea::Updates, Access::Write)?;
+        check_update_name(name)?;
+        let target = self.updates_root.join(name);
+        let dir = target
+            .parent()
+            .ok_or_else(|| DomainError::Invalid("no file name".into()))?
+            .to_path_buf();
+        let unavailable =
+            |e: std::io::Error| DomainError::Unavailable(format!("the updates directory: {e}"));
+        if tokio::fs::metadata(&target).await.is_ok_and(|m| m.is_dir()) {
+            return Err(DomainError::Invalid(format!("{name:?} is a directory")));
+        }
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+            DomainError::Invalid(format!("cannot create the directory of {name:?}: {e}"))
+        })?;
+        let temp = dir.join(format!(".upload-{:016x}", rand::random::<u64>()));
+        let written = async {
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+                .await
+                .map_err(unavailable)?;
+            let mut size = 0u64;
+            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk
+                    .map_err(|e| DomainError::Invalid(format!("the upload broke off: {e}")))?;
+                size += chunk.len() as u64;
+                if size > limit {
+                    return Err(DomainError::TooLarge(format!(
+                        "an update file has at most {limit} bytes"
+                    )));
+                }
+                sha2::Digest::update(&mut hasher, &chunk);
+                file.write_all(&chunk).await.map_err(unavailable)?;
+            }
+            file.sync_all().await.map_err(unavailable)?;
+            Ok((size, hex::encode(sha2::Digest::finalize(hasher))))
+        }
+        .await;
+        let (size, sha256) = match written {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&temp).await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = tokio::fs::rename(&temp, &target).await {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(unavailable(e));
+        }
+        let modified = tokio::fs::metadata(&target)
             .await
-            .map_err(|e| DomainError::Internal(e.to_string()))?
-            .map_err(|e| DomainError::Unavailable(format!("the updates directory: {e}")))
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .map(OffsetDateTime::from);
+        tracing::info!(account = %caller.name, name, size, "update file uploaded");
+        Ok(UpdateFile {
+            name: name.to_string(),
+            is_dir: false,
+            size,
+            sha256: Some(sha256),
+            modified,
+        })
+    }
+
+    /// Deletes an update file, or an empty directory.
+    pub async fn delete_update(&self, caller: &Caller, name: &str) -> Result<()> {
+        caller.require(FuncArea::Updates, Access::Write)?;
+        check_update_name(name)?;
+        let target = self.updates_root.join(name);
+        let meta = tokio::fs::symlink_metadata(&target)
+            .await
+            .map_err(|_| DomainError::NotFound(format!("no update file {name:?}")))?;
+        let removed = if meta.is_dir() {
+            tokio::fs::remove_dir(&target).await
+        } else {
+            tokio::fs::remove_file(&target).await
+        };
+        removed.map_err(|e| DomainError::Invalid(format!("cannot delete {name:?}: {e}")))?;
+        tracing::info!(account = %caller.name, name, "update file deleted");
+        Ok(())
+    }
+
+    /// The database answers: its schema version.
+    pub async fn health(&self) -> Result<i64> {
+        Ok(self.store.schema_version().await?)
     }
 }
 

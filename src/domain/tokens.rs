@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rights::{Access, Caller, FuncArea, Role};
 use super::{Changed, Domain, DomainError, Result};
-use crate::store::{NewToken, TokenKind, TokenRecord};
+use crate::store::{AuditEntry, NewToken, TokenKind, TokenRecord};
 
 /// The audience of tokens for the admin API. Other uses (event intake) get audiences of their own,
 /// so that their tokens cannot drive the admin API.
@@ -302,11 +302,29 @@ impl Domain {
     }
 
     /// Deletes a token: only once it has expired, revoked or not (seed 001).
-    pub async fn delete_token(&self, caller: &Caller, id: i64) -> Result<()> {
+    pub async fn delete_token(&self, caller: &Caller, id: i64) -> Result<AuditEntry> {
         self.token_of(caller, id, Access::Write).await?;
         let now = self.clock.now();
-        self.store.delete_token(id, now, &caller.actor()).await?;
-        Ok(())
+        Ok(self.store.delete_token(id, now, &caller.actor()).await?)
+    }
+
+    /// Logs out: revokes the session token `caller` came with. `false` when it came with an API
+    /// token (left alone) or none.
+    pub async fn end_session(&self, caller: &Caller) -> Result<bool> {
+        let Some(subject) = &caller.token else {
+            return Ok(false);
+        };
+        let Some(token) = self.store.token_by_subject(subject).await? else {
+            return Ok(false);
+        };
+        if token.kind != TokenKind::Session || token.revoked_at.is_some() {
+            return Ok(false);
+        }
+        let now = self.clock.now();
+        self.store
+            .revoke_token(token.id, now, &caller.actor())
+            .await?;
+        Ok(true)
     }
 }
 

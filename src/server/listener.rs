@@ -1,7 +1,8 @@
-//! The device listener: accepts TCP, terminates TLS, speaks HTTP/1.1 and hands request bodies to a handler.
+//! A listener: accepts TCP, terminates TLS, speaks HTTP/1.1 and hands requests to a [`Serve`].
 //!
-//! Everything here only moves bytes; what the bytes mean is the handler's business. The limits of
-//! [`Limits`] are enforced here, before any protocol code sees the request.
+//! Everything here only moves bytes; what the bytes mean is the service's business. Connection
+//! limits of [`Limits`] are enforced here for every port; [`DeviceService`] adds the device port's
+//! body rules before any protocol code sees the request.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -112,12 +113,47 @@ pub trait DeviceHandler: Send + Sync + 'static {
     fn get(&self, path: &str, host: Option<&str>) -> Option<Reply>;
 }
 
-/// Serves devices on `listener` until `shutdown` resolves, then stops accepting, lets in-flight requests
-/// finish (up to the grace period) and returns.
-pub async fn run(
+/// What answers a listener's requests: the device protocol, or the admin API.
+pub trait Serve: Send + Sync + 'static {
+    type Body: hyper::body::Body<Data = Bytes, Error = Self::Error> + Send + 'static;
+    type Error: Into<Box<dyn std::error::Error + Send + Sync>>;
+    fn serve(&self, req: Request<Incoming>, peer: SocketAddr) -> Answer<Self::Body>;
+}
+
+/// A service's answer to one request, to be awaited.
+pub type Answer<B> = std::pin::Pin<Box<dyn Future<Output = Response<B>> + Send + 'static>>;
+
+/// The device port: POST bodies to a [`DeviceHandler`] within the body limits, GET documents.
+pub struct DeviceService {
+    handler: Arc<dyn DeviceHandler>,
+    limits: Arc<Limits>,
+}
+
+impl DeviceService {
+    pub fn new(handler: Arc<dyn DeviceHandler>, limits: Limits) -> DeviceService {
+        DeviceService {
+            handler,
+            limits: Arc::new(limits),
+        }
+    }
+}
+
+impl Serve for DeviceService {
+    type Body = Full<Bytes>;
+    type Error = Infallible;
+    fn serve(&self, req: Request<Incoming>, peer: SocketAddr) -> Answer<Full<Bytes>> {
+        let handler = self.handler.clone();
+        let limits = self.limits.clone();
+        Box::pin(async move { respond(req, peer, &*handler, &limits).await })
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests finish (up to the grace period) and returns.
+pub async fn run<S: Serve>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    handler: Arc<dyn DeviceHandler>,
+    service: Arc<S>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -154,7 +190,7 @@ pub async fn run(
         };
         let _ = tcp.set_nodelay(true);
         let tls = tls.clone();
-        let handler = handler.clone();
+        let handler = service.clone();
         let limits = limits.clone();
         let watcher = graceful.watcher();
         let span = info_span!("conn", %peer);
@@ -184,7 +220,7 @@ pub async fn run(
         );
     }
     drop(listener);
-    info!("device listener stopped accepting; finishing in-flight requests");
+    info!("listener stopped accepting; finishing in-flight requests");
     if tokio::time::timeout(limits.shutdown_grace(), graceful.shutdown())
         .await
         .is_err()
@@ -193,24 +229,23 @@ pub async fn run(
     }
 }
 
-async fn serve_connection<S>(
-    stream: S,
+async fn serve_connection<IO, S>(
+    stream: IO,
     peer: SocketAddr,
-    handler: Arc<dyn DeviceHandler>,
+    handler: Arc<S>,
     limits: Arc<Limits>,
     watcher: hyper_util::server::graceful::Watcher,
     first_request_by: tokio::time::Instant,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Serve,
 {
-    let service_limits = limits.clone();
     let requested = Arc::new(tokio::sync::Notify::new());
     let on_request = requested.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         on_request.notify_one();
-        let handler = handler.clone();
-        let limits = service_limits.clone();
-        async move { Ok::<_, Infallible>(respond(req, peer, &*handler, &limits).await) }
+        let reply = handler.serve(req, peer);
+        async move { Ok::<_, Infallible>(reply.await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

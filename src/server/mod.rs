@@ -1,5 +1,6 @@
-//! The device port's socket side: binds, loads or generates the certificate, and runs the listener
-//! until told to stop. Knows nothing of the protocol: a [`DeviceHandler`] gets the bytes.
+//! The listeners' socket side: binds, loads or generates the certificate, and runs a listener until
+//! told to stop. Knows nothing of the protocols: a [`Serve`] (the device port's [`DeviceHandler`], or
+//! the admin API) gets the requests.
 
 pub mod listener;
 
@@ -13,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
-pub use listener::{DeviceHandler, Limits, Reply};
+pub use listener::{DeviceHandler, DeviceService, Limits, Reply, Serve};
 
 use crate::tls;
 
@@ -36,8 +37,8 @@ pub struct TlsFiles {
 
 /// A server that is accepting connections. Dropping it does not stop it; call [`Running::stop`].
 pub struct Running {
-    pub device_addr: SocketAddr,
-    /// SHA-256 fingerprint of the device certificate, `None` on plain HTTP.
+    pub addr: SocketAddr,
+    /// SHA-256 fingerprint of the certificate, `None` on plain HTTP.
     pub fingerprint: Option<String>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
@@ -59,10 +60,21 @@ impl Running {
 /// Binds the device port and starts serving `handler`. Returns once the socket is bound, so callers
 /// (and tests, with port 0) can connect immediately.
 pub async fn start(listen: Listen, handler: Arc<dyn DeviceHandler>) -> anyhow::Result<Running> {
+    let service = DeviceService::new(handler, listen.limits.clone());
+    start_service("device", listen, Arc::new(service)).await
+}
+
+/// Binds `listen.addr` and starts serving `service` there; `name` says which port it is in logs.
+pub async fn start_service<S: Serve>(
+    name: &'static str,
+    listen: Listen,
+    service: Arc<S>,
+) -> anyhow::Result<Running> {
     let (acceptor, fingerprint) = match &listen.tls {
         None => {
             tracing::warn!(
-                "device port serves plain HTTP: put a TLS-terminating proxy in front of it"
+                port = name,
+                "plain HTTP: put a TLS-terminating proxy in front of this port"
             );
             (None, None)
         }
@@ -72,10 +84,11 @@ pub async fn start(listen: Listen, handler: Arc<dyn DeviceHandler>) -> anyhow::R
                     .context("loading the TLS certificate")?;
             let fingerprint = identity.fingerprint();
             info!(
+                port = name,
                 certificate = %identity.cert_path.display(),
                 sha256 = %fingerprint,
                 generated = identity.generated,
-                "device TLS certificate"
+                "TLS certificate"
             );
             let server_config = tls::server_config(&identity)?;
             (Some(TlsAcceptor::from(server_config)), Some(fingerprint))
@@ -83,16 +96,16 @@ pub async fn start(listen: Listen, handler: Arc<dyn DeviceHandler>) -> anyhow::R
     };
     let listener = TcpListener::bind(listen.addr)
         .await
-        .with_context(|| format!("binding the device port {}", listen.addr))?;
-    let device_addr = listener.local_addr()?;
-    info!(%device_addr, tls = acceptor.is_some(), "listening for devices");
+        .with_context(|| format!("binding the {name} port {}", listen.addr))?;
+    let addr = listener.local_addr()?;
+    info!(port = name, %addr, tls = acceptor.is_some(), "listening");
     let (shutdown, stop) = oneshot::channel::<()>();
     let limits = listen.limits;
-    let task = tokio::spawn(listener::run(listener, acceptor, handler, limits, async {
+    let task = tokio::spawn(listener::run(listener, acceptor, service, limits, async {
         let _ = stop.await;
     }));
     Ok(Running {
-        device_addr,
+        addr,
         fingerprint,
         shutdown,
         task,

@@ -151,7 +151,7 @@ pub struct Baseline {
 
 impl Baseline {
     pub fn addr(&self) -> SocketAddr {
-        self.running.device_addr
+        self.running.addr
     }
 
     pub async fn stop(self) {

@@ -208,8 +208,18 @@ pub trait AdminStore: Send + Sync + 'static {
         &self,
         device_id: &str,
         group: i64,
+        display_name: Option<&str>,
         by: &Actor,
     ) -> Result<(DeviceRecord, AuditEntry)>;
+    /// Moves, renames, blocks or unblocks a device in one transaction.
+    async fn update_device(
+        &self,
+        device_id: &str,
+        change: &DeviceChange,
+        by: &Actor,
+    ) -> Result<(DeviceRecord, AuditEntry)>;
+    /// Devices by state, infected devices, events per hour since `since`.
+    async fn stats(&self, since: OffsetDateTime) -> Result<FleetStats>;
     async fn move_device(
         &self,
         device_id: &str,

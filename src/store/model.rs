@@ -135,15 +135,62 @@ impl DeviceStatus {
     }
 }
 
+/// A device's state as lists show and filter it: blocked, else never seen, else active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    Active,
+    Blocked,
+    NeverSeen,
+}
+
+impl DeviceState {
+    pub fn parse(text: &str) -> Option<DeviceState> {
+        match text {
+            "active" => Some(DeviceState::Active),
+            "blocked" => Some(DeviceState::Blocked),
+            "never_seen" => Some(DeviceState::NeverSeen),
+            _ => None,
+        }
+    }
+}
+
 /// Which devices a list shows. Empty lists mean "any".
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeviceFilter {
     pub group_ids: Vec<i64>,
-    pub statuses: Vec<DeviceStatus>,
+    pub states: Vec<DeviceState>,
     /// Part of the device id or display name, any case.
     pub search: Option<String>,
     /// Only devices that reported a virus (`true`) or none (`false`).
     pub infected: Option<bool>,
+    /// Last seen at or after / before.
+    pub seen_after: Option<OffsetDateTime>,
+    pub seen_before: Option<OffsetDateTime>,
+    /// Only devices whose row id is larger (a cursor, instead of a deep offset).
+    pub after_id: Option<i64>,
+}
+
+/// A change of a device, made in one transaction; `None` leaves a field as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceChange {
+    pub group_id: Option<i64>,
+    /// `Some("")` removes the display name.
+    pub display_name: Option<String>,
+    pub blocked: Option<bool>,
+}
+
+/// The fleet at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct FleetStats {
+    pub devices: i64,
+    pub active: i64,
+    pub blocked: i64,
+    pub never_seen: i64,
+    pub infected: i64,
+    /// Events received per hour since the time asked for: (start of the hour, count), oldest first,
+    /// hours without events left out.
+    pub events_per_hour: Vec<(OffsetDateTime, i64)>,
 }
 
 /// A page of a list: `limit` items from `offset`.
@@ -227,11 +274,17 @@ pub struct PolicyEntry {
 pub struct EventQuery {
     /// DeviceIds.
     pub device_ids: Vec<String>,
+    /// Events of the devices directly in these groups.
+    pub group_ids: Vec<i64>,
     pub severities: Vec<i32>,
     pub event_types: Vec<String>,
     /// Received at or after / before.
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
+    /// Part of the description, event type, virus name or object name, any case.
+    pub text: Option<String>,
+    /// Only events with a larger id, oldest first (a cursor for tailing); without it, newest first.
+    pub after_id: Option<i64>,
     pub page: PageRequest,
 }
 

@@ -29,6 +29,26 @@ impl Dialect {
     }
 }
 
+/// `column <op> $param` for a timestamp column: SQLite compares the instants, not the RFC 3339
+/// texts (which may differ in their fractions of a second).
+pub(crate) fn compare_time(dialect: Dialect, column: &str, op: &str, param: usize) -> String {
+    dialect.pick(
+        format!("julianday({column}) {op} julianday(${param})"),
+        format!("{column} {op} ${param}"),
+    )
+}
+
+/// A `LIKE` pattern (with `ESCAPE '\'`) matching `text` anywhere, any case (the column lowered).
+pub(crate) fn like_pattern(text: &str) -> String {
+    format!(
+        "%{}%",
+        text.to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
 /// A statement argument. Nulls keep their type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arg {

@@ -26,6 +26,7 @@ pub fn test_config(data_dir: &Path) -> Config {
     Config {
         data_dir: data_dir.to_owned(),
         device_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
         ..Config::default()
     }
 }
@@ -504,6 +505,8 @@ impl TestDevice {
 pub struct ServerProcess {
     pub child: std::process::Child,
     pub addr: SocketAddr,
+    /// Where the admin REST API listens.
+    pub admin_addr: SocketAddr,
 }
 
 impl ServerProcess {
@@ -515,6 +518,7 @@ impl ServerProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--device-listen", "127.0.0.1:0"])
+            .args(["--admin-listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -527,18 +531,33 @@ impl ServerProcess {
             .expect("server binary starts");
         let stdout = child.stdout.take().unwrap();
         let mut lines = std::io::BufReader::new(stdout).lines();
-        let addr = loop {
+        let (mut addr, mut admin_addr) = (None, None);
+        while addr.is_none() || admin_addr.is_none() {
             let line = lines
                 .next()
                 .expect("server exited before listening")
                 .unwrap();
-            if let Some(rest) = line.split("device_addr=").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            if !line.contains("listening") {
+                continue;
             }
-        };
+            let Some(rest) = line.split(" addr=").nth(1) else {
+                continue;
+            };
+            let at: SocketAddr = rest.split_whitespace().next().unwrap().parse().unwrap();
+            if line.contains("port=\"device\"") {
+                addr = Some(at);
+            } else if line.contains("port=\"admin\"") {
+                admin_addr = Some(at);
+            }
+        }
+        let (addr, admin_addr) = (addr.unwrap(), admin_addr.unwrap());
         // Keep draining the log so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        ServerProcess { child, addr }
+        ServerProcess {
+            child,
+            addr,
+            admin_addr,
+        }
     }
 
     pub fn kill(mut self) {
@@ -680,6 +699,7 @@ pub async fn register(
         .register_device(
             device_id,
             mobile_admin::store::UNASSIGNED_GROUP,
+            None,
             &mobile_admin::store::Actor::system("test"),
         )
         .await

@@ -4,12 +4,13 @@
 use crate::args;
 use crate::soap::Params;
 use crate::store::dump::Cell;
-use crate::store::sql::{placeholders, Arg, Conn, Row};
+use crate::store::sql::{compare_time, like_pattern, placeholders, Arg, Conn, Row};
 use crate::store::{
-    Actor, AuditEntry, DeviceDetail, DeviceFilter, DeviceRecord, DeviceStatus, Group, Page,
-    PageRequest, PolicyEntry, PolicyRow, Result, SettingsRecord, StoreError, SubscriptionRow,
-    SyncError,
+    Actor, AuditEntry, DeviceChange, DeviceDetail, DeviceFilter, DeviceRecord, DeviceState,
+    DeviceStatus, FleetStats, Group, Page, PageRequest, PolicyEntry, PolicyRow, Result,
+    SettingsRecord, StoreError, SubscriptionRow, SyncError,
 };
+use time::OffsetDateTime;
 
 use super::bus::{self, Change};
 
@@ -274,20 +275,30 @@ pub(crate) async fn devices(
         params.extend(filter.group_ids.iter().map(|g| Arg::from(*g)));
         conditions.push(format!("d.group_id IN ({list})"));
     }
-    if !filter.statuses.is_empty() {
-        let list = placeholders(params.len() + 1, filter.statuses.len());
-        params.extend(filter.statuses.iter().map(|s| Arg::from(s.as_str())));
-        conditions.push(format!("d.status IN ({list})"));
+    if !filter.states.is_empty() {
+        let any: Vec<&str> = filter
+            .states
+            .iter()
+            .map(|state| match state {
+                DeviceState::Active => "(d.status = 'active' AND d.last_seen IS NOT NULL)",
+                DeviceState::Blocked => "d.status = 'blocked'",
+                DeviceState::NeverSeen => "(d.status = 'active' AND d.last_seen IS NULL)",
+            })
+            .collect();
+        conditions.push(format!("({})", any.join(" OR ")));
+    }
+    for (bound, op) in [(filter.seen_after, ">="), (filter.seen_before, "<")] {
+        if let Some(at) = bound {
+            params.push(at.into());
+            conditions.push(compare_time(c.dialect(), "d.last_seen", op, params.len()));
+        }
+    }
+    if let Some(after) = filter.after_id {
+        params.push(after.into());
+        conditions.push(format!("d.id > ${}", params.len()));
     }
     if let Some(search) = &filter.search {
-        let pattern = format!(
-            "%{}%",
-            search
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+        let pattern = like_pattern(search);
         params.push(pattern.into());
         let n = params.len();
         conditions.push(format!(
@@ -405,6 +416,7 @@ pub(crate) async fn register_device(
     c: &mut dyn Conn,
     device_id: &str,
     group: i64,
+    display_name: Option<&str>,
     by: &Actor,
 ) -> Result<(DeviceRecord, AuditEntry)> {
     if device_record(c, device_id).await?.is_some() {
@@ -414,8 +426,8 @@ pub(crate) async fn register_device(
     }
     existing_group(c, group).await?;
     c.execute(
-        "INSERT INTO devices (device_id, group_id) VALUES ($1, $2)",
-        args![device_id, group],
+        "INSERT INTO devices (device_id, group_id, display_name) VALUES ($1, $2, $3)",
+        args![device_id, group, display_name.map(str::to_string)],
     )
     .await?;
     let after = existing_device(c, device_id).await?;
@@ -432,6 +444,127 @@ pub(crate) async fn register_device(
     )
     .await?;
     Ok((after, entry))
+}
+
+/// Moves, renames, blocks or unblocks a device at once: one audit entry, and a bus entry for each
+/// kind of change that happened.
+pub(crate) async fn update_device(
+    c: &mut dyn Conn,
+    device_id: &str,
+    change: &DeviceChange,
+    by: &Actor,
+) -> Result<(DeviceRecord, AuditEntry)> {
+    let before = existing_device(c, device_id).await?;
+    let mut sets = Vec::new();
+    let mut params: Vec<Arg> = Vec::new();
+    if let Some(group) = change.group_id {
+        existing_group(c, group).await?;
+        params.push(group.into());
+        sets.push(format!("group_id = ${}", params.len()));
+    }
+    if let Some(name) = &change.display_name {
+        params.push(Arg::Text((!name.is_empty()).then(|| name.clone())));
+        sets.push(format!("display_name = ${}", params.len()));
+    }
+    if let Some(blocked) = change.blocked {
+        let status = if blocked {
+            DeviceStatus::Blocked
+        } else {
+            DeviceStatus::Active
+        };
+        params.push(status.as_str().into());
+        sets.push(format!("status = ${}", params.len()));
+    }
+    if sets.is_empty() {
+        return Err(StoreError::Invalid(
+            "nothing to change: give group_id, display_name or blocked".into(),
+        ));
+    }
+    params.push(device_id.into());
+    c.execute(
+        &format!(
+            "UPDATE devices SET {} WHERE device_id = ${}",
+            sets.join(", "),
+            params.len()
+        ),
+        &params,
+    )
+    .await?;
+    let after = existing_device(c, device_id).await?;
+    let entry = bus::audit(
+        c,
+        Change {
+            by,
+            action: "device.update",
+            kind: "device",
+            id: device_id.to_string(),
+            before: json(&before),
+            after: json(&after),
+        },
+    )
+    .await?;
+    let payload = serde_json::json!({ "group_id": after.group_id, "status": after.status });
+    let mut topics = Vec::new();
+    if before.group_id != after.group_id {
+        topics.push("device.moved");
+    }
+    if before.display_name != after.display_name {
+        topics.push("device.renamed");
+    }
+    if before.status != after.status {
+        topics.push(match after.status {
+            DeviceStatus::Active => "device.unblocked",
+            DeviceStatus::Blocked => "device.blocked",
+        });
+    }
+    for topic in topics {
+        bus::append(c, topic, Some(device_id), Some(payload.clone()), None).await?;
+    }
+    Ok((after, entry))
+}
+
+/// Devices by state, infected devices, and events per hour received since `since`.
+pub(crate) async fn stats(c: &mut dyn Conn, since: OffsetDateTime) -> Result<FleetStats> {
+    let r = c
+        .query_one(
+            "SELECT count(*),
+                 coalesce(sum(CASE WHEN status = 'blocked' THEN 1 ELSE 0 END), 0),
+                 coalesce(sum(CASE WHEN status <> 'blocked' AND last_seen IS NULL THEN 1 ELSE 0 END), 0)
+             FROM devices",
+            &[],
+        )
+        .await?;
+    let (devices, blocked, never_seen) = (r.int(0)?, r.int(1)?, r.int(2)?);
+    let infected = c
+        .query_one(
+            "SELECT count(*) FROM device_infections WHERE viruses_found > 0",
+            &[],
+        )
+        .await?
+        .int(0)?;
+    let hour = c.dialect().pick(
+        "strftime('%Y-%m-%dT%H:00:00Z', received_at)",
+        "to_char(date_trunc('hour', received_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD\"T\"HH24:00:00\"Z\"')",
+    );
+    let sql = format!(
+        "SELECT {hour} AS h, count(*) FROM events WHERE {} GROUP BY h ORDER BY h",
+        compare_time(c.dialect(), "received_at", ">=", 1)
+    );
+    let mut events_per_hour = Vec::new();
+    for row in c.query(&sql, args![since]).await? {
+        let text = row.text(0)?;
+        let at = OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| StoreError::Internal(format!("hour {text:?}: {e}")))?;
+        events_per_hour.push((at, row.int(1)?));
+    }
+    Ok(FleetStats {
+        devices,
+        active: devices - blocked - never_seen,
+        blocked,
+        never_seen,
+        infected,
+        events_per_hour,
+    })
 }
 
 /// Changes one device with `sql` (binding `value`, then the DeviceId), audits it as `action` and

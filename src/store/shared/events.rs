@@ -1,7 +1,7 @@
 //! Queries of stored device events.
 
 use crate::args;
-use crate::store::sql::{placeholders, Arg, Conn, Dialect, Row};
+use crate::store::sql::{compare_time, like_pattern, placeholders, Arg, Conn, Row};
 use crate::store::{EventQuery, EventRecord, Page, Result};
 
 const EVENT_COLUMNS: &str = "e.id, d.device_id, e.event_id, e.severity, e.product_name,
@@ -36,14 +36,6 @@ fn event_row(r: &Row) -> Result<EventRecord> {
     })
 }
 
-/// `column <op> $param` for a timestamp column (see the note in `sessions`).
-fn compare_time(dialect: Dialect, column: &str, op: &str, param: usize) -> String {
-    dialect.pick(
-        format!("julianday({column}) {op} julianday(${param})"),
-        format!("{column} {op} ${param}"),
-    )
-}
-
 pub(crate) async fn events(c: &mut dyn Conn, q: &EventQuery) -> Result<Page<EventRecord>> {
     let mut conditions: Vec<String> = Vec::new();
     let mut params: Vec<Arg> = Vec::new();
@@ -51,6 +43,11 @@ pub(crate) async fn events(c: &mut dyn Conn, q: &EventQuery) -> Result<Page<Even
         let list = placeholders(params.len() + 1, q.device_ids.len());
         params.extend(q.device_ids.iter().map(Arg::from));
         conditions.push(format!("d.device_id IN ({list})"));
+    }
+    if !q.group_ids.is_empty() {
+        let list = placeholders(params.len() + 1, q.group_ids.len());
+        params.extend(q.group_ids.iter().map(|g| Arg::from(*g)));
+        conditions.push(format!("d.group_id IN ({list})"));
     }
     if !q.severities.is_empty() {
         let list = placeholders(params.len() + 1, q.severities.len());
@@ -80,6 +77,24 @@ pub(crate) async fn events(c: &mut dyn Conn, q: &EventQuery) -> Result<Page<Even
             params.len(),
         ));
     }
+    if let Some(text) = &q.text {
+        params.push(like_pattern(text).into());
+        let n = params.len();
+        conditions.push(format!(
+            "(lower(coalesce(e.descr, '')) LIKE ${n} ESCAPE '\\' \
+             OR lower(coalesce(e.event_type, '')) LIKE ${n} ESCAPE '\\' \
+             OR lower(coalesce(e.virus_name, '')) LIKE ${n} ESCAPE '\\' \
+             OR lower(coalesce(e.object_name, '')) LIKE ${n} ESCAPE '\\')"
+        ));
+    }
+    let order = match q.after_id {
+        Some(after) => {
+            params.push(after.into());
+            conditions.push(format!("e.id > ${}", params.len()));
+            "ASC"
+        }
+        None => "DESC",
+    };
     let filter = if conditions.is_empty() {
         String::new()
     } else {
@@ -96,7 +111,7 @@ pub(crate) async fn events(c: &mut dyn Conn, q: &EventQuery) -> Result<Page<Even
     let items = c
         .query(
             &format!(
-                "SELECT {EVENT_COLUMNS} {joins} {filter} ORDER BY e.id DESC LIMIT ${} OFFSET ${}",
+                "SELECT {EVENT_COLUMNS} {joins} {filter} ORDER BY e.id {order} LIMIT ${} OFFSET ${}",
                 n + 1,
                 n + 2
             ),

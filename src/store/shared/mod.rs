@@ -17,11 +17,11 @@ pub(crate) mod sessions;
 use super::engine::{read, read_now, write, write_autocommit, Engine};
 use super::{
     dump, Account, Actor, AdminStore, AuditEntry, AuditQuery, Backend, BusRecord, BusStore,
-    DeviceDetail, DeviceFilter, DeviceLogin, DeviceRecord, DeviceStatus, DeviceStore, EventQuery,
-    EventRecord, EventStore, Group, IdentityStore, Maintenance, NewToken, Page, PageRequest,
-    PolicyEntry, PolicyRow, Recorded, Result, Revisions, Seen, SessionCutoff, SessionStore,
-    SettingsRecord, StoredSession, SubscriptionRow, SyncRecord, SyncWrite, ThrottleStore,
-    TokenCapReached, TokenRecord,
+    DeviceChange, DeviceDetail, DeviceFilter, DeviceLogin, DeviceRecord, DeviceStatus, DeviceStore,
+    EventQuery, EventRecord, EventStore, FleetStats, Group, IdentityStore, Maintenance, NewToken,
+    Page, PageRequest, PolicyEntry, PolicyRow, Recorded, Result, Revisions, Seen, SessionCutoff,
+    SessionStore, SettingsRecord, StoredSession, SubscriptionRow, SyncRecord, SyncWrite,
+    ThrottleStore, TokenCapReached, TokenRecord,
 };
 use crate::soap::Params;
 use time::OffsetDateTime;
@@ -93,14 +93,34 @@ impl<E: Engine> AdminStore for E {
         &self,
         device_id: &str,
         group: i64,
+        display_name: Option<&str>,
         by: &Actor,
     ) -> Result<(DeviceRecord, AuditEntry)> {
         let (device_id, by) = (device_id.to_string(), by.clone());
+        let name = display_name.map(str::to_string);
         write(
             self,
-            crate::job!(|c| admin::register_device(c, &device_id, group, &by)),
+            crate::job!(|c| admin::register_device(c, &device_id, group, name.as_deref(), &by)),
         )
         .await
+    }
+
+    async fn update_device(
+        &self,
+        device_id: &str,
+        change: &DeviceChange,
+        by: &Actor,
+    ) -> Result<(DeviceRecord, AuditEntry)> {
+        let (device_id, change, by) = (device_id.to_string(), change.clone(), by.clone());
+        write(
+            self,
+            crate::job!(|c| admin::update_device(c, &device_id, &change, &by)),
+        )
+        .await
+    }
+
+    async fn stats(&self, since: OffsetDateTime) -> Result<FleetStats> {
+        read(self, crate::job!(|c| admin::stats(c, since))).await
     }
 
     async fn move_device(

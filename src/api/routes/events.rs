@@ -1,0 +1,239 @@
+//! Device events (filtered, paged, tailed with a cursor, exported as CSV), the audit trail and
+//! statistics.
+
+use axum::extract::State;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{Refusals, Reply};
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::extract::{Auth, Paging, Query};
+use crate::api::model::{Audit, Event, ListOf};
+use crate::api::ApiState;
+use crate::store::{AuditQuery, EventQuery, PageRequest};
+
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_events))
+        .routes(routes!(export_events))
+        .routes(routes!(list_audit))
+        .routes(routes!(stats))
+}
+
+/// Which events. Repeat a key for several values (`?severity=3&severity=4`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventFilter {
+    #[serde(default)]
+    pub device_id: Vec<String>,
+    /// Events of the devices directly in these groups.
+    #[serde(default)]
+    pub group_id: Vec<i64>,
+    #[serde(default)]
+    pub event_type: Vec<String>,
+    /// 1 (info) to 4 (critical).
+    #[serde(default)]
+    pub severity: Vec<i32>,
+    /// Received at or after (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<OffsetDateTime>,
+    /// Received before (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<OffsetDateTime>,
+    /// Part of the description, type, virus name or object name, any case.
+    pub text: Option<String>,
+    /// Cursor for tailing: only events with a larger `id`, oldest first. Without it, newest first.
+    pub after_id: Option<i64>,
+}
+
+impl EventFilter {
+    fn query(self, page: PageRequest) -> EventQuery {
+        EventQuery {
+            device_ids: self.device_id,
+            group_ids: self.group_id,
+            severities: self.severity,
+            event_types: self.event_type,
+            since: self.from,
+            until: self.to,
+            text: self.text,
+            after_id: self.after_id,
+            page,
+        }
+    }
+}
+
+/// Device events: newest first, or oldest first after a cursor (`after_id`).
+#[utoipa::path(get, path = "/events", tag = "events", params(EventFilter, Paging),
+    responses((status = 200, body = ListOf<Event>), Refusals))]
+async fn list_events(
+    State(state): State<ApiState>,
+    Auth(caller): Auth,
+    Query(filter): Query<EventFilter>,
+    Query(paging): Query<Paging>,
+) -> Reply<ListOf<Event>> {
+    let page = paging.page()?;
+    let found = state.domain.events(&caller, &filter.query(page)).await?;
+    let list = found.items.into_iter().map(Event::from).collect();
+    Ok(axum::Json(ListOf::page(list, found.total, page)))
+}
+
+/// Most events one CSV export holds.
+const EXPORT_LIMIT: u64 = 100_000;
+
+/// The events of a filter as CSV (a download; at most 100,000 rows, newest first).
+#[utoipa::path(get, path = "/events/export.csv", tag = "events", params(EventFilter),
+    responses((status = 200, description = "CSV, one event per line after a header line",
+        content_type = "text/csv", body = String), Refusals))]
+async fn export_events(
+    State(state): State<ApiState>,
+    Auth(caller): Auth,
+    Query(filter): Query<EventFilter>,
+) -> ApiResult<Response> {
+    let mut query = filter.query(PageRequest {
+        offset: 0,
+        limit: 1000,
+    });
+    let mut out = String::from(
+        "id,received_at,device_id,event_id,severity,event_type,descr,virus_name,object_name,source_address\n",
+    );
+    let mut written = 0u64;
+    loop {
+        let page = state.domain.events(&caller, &query).await?;
+        let n = page.items.len() as u64;
+        for e in page.items {
+            let fields = [
+                e.id.to_string(),
+                crate::store::timestamp(e.received_at),
+                e.device_id,
+                e.event_id,
+                e.severity.map(|s| s.to_string()).unwrap_or_default(),
+                e.event_type.unwrap_or_default(),
+                e.descr.unwrap_or_default(),
+                e.virus_name.unwrap_or_default(),
+                e.object_name.unwrap_or_default(),
+                e.source_address,
+            ];
+            let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+            out.push_str(&line.join(","));
+            out.push('\n');
+        }
+        written += n;
+        if n < query.page.limit || written >= EXPORT_LIMIT {
+            break;
+        }
+        query.page.offset += n;
+    }
+    Ok((
+        [
+            (CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (CONTENT_DISPOSITION, "attachment; filename=\"events.csv\""),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+/// A CSV field (RFC 4180), with a leading `=`, `+`, `-` or `@` quoted away from spreadsheets'
+/// formula evaluation.
+fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// Which audit entries.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditFilter {
+    /// `device`, `group`, `policy`, `subscription`, `account`, `token`, ...
+    pub object_kind: Option<String>,
+    pub object_id: Option<String>,
+    /// The account that made the change.
+    pub account: Option<String>,
+}
+
+/// The audit trail, newest first (Read on FUNC_AREA_ADMINS).
+#[utoipa::path(get, path = "/audit", tag = "audit", params(AuditFilter, Paging),
+    responses((status = 200, body = ListOf<Audit>), Refusals))]
+async fn list_audit(
+    State(state): State<ApiState>,
+    Auth(caller): Auth,
+    Query(filter): Query<AuditFilter>,
+    Query(paging): Query<Paging>,
+) -> Reply<ListOf<Audit>> {
+    let page = paging.page()?;
+    let query = AuditQuery {
+        object_kind: filter.object_kind,
+        object_id: filter.object_id,
+        account: filter.account,
+        page,
+    };
+    let found = state.domain.audit(&caller, &query).await?;
+    let list = found.items.into_iter().map(Audit::from).collect();
+    Ok(axum::Json(ListOf::page(list, found.total, page)))
+}
+
+/// Devices by status, infected devices and events per hour.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stats {
+    pub devices: i64,
+    pub active: i64,
+    pub blocked: i64,
+    pub never_seen: i64,
+    pub infected: i64,
+    /// Events received in each of the last 24 hours, oldest first.
+    pub events_per_hour: Vec<HourCount>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HourCount {
+    /// Start of the hour.
+    #[serde(with = "time::serde::rfc3339")]
+    pub hour: OffsetDateTime,
+    pub events: i64,
+}
+
+/// The fleet at a glance.
+#[utoipa::path(get, path = "/stats", tag = "events",
+    responses((status = 200, body = Stats), Refusals))]
+async fn stats(State(state): State<ApiState>, Auth(caller): Auth) -> Reply<Stats> {
+    let s = state.domain.stats(&caller).await.map_err(ApiError::from)?;
+    Ok(axum::Json(Stats {
+        devices: s.devices,
+        active: s.active,
+        blocked: s.blocked,
+        never_seen: s.never_seen,
+        infected: s.infected,
+        events_per_hour: s
+            .events_per_hour
+            .into_iter()
+            .map(|(hour, events)| HourCount { hour, events })
+            .collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_and_defused() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=cmd()"), "'=cmd()");
+    }
+}
