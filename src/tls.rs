@@ -1,4 +1,5 @@
-//! TLS material for the device listener: configured PEM files, or a self-signed certificate kept in the data dir.
+//! TLS material for the listeners (configured PEM files, or a self-signed certificate kept in the data
+//! dir), and the client side that trusts it.
 
 use std::fs;
 use std::io;
@@ -181,6 +182,29 @@ pub fn server_config(identity: &Identity) -> Result<Arc<ServerConfig>, TlsError>
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(64 * 1024);
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(config))
+}
+
+/// A client configuration (TLS 1.2 and 1.3) that trusts the certificates of the PEM file `ca`: the
+/// server's own generated certificate, or the CA that signed its configured one.
+pub fn client_config(ca: &Path) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let invalid = |e: pem::Error| TlsError::Read {
+        path: ca.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+    };
+    for cert in CertificateDer::pem_file_iter(ca).map_err(invalid)? {
+        roots.add(cert.map_err(invalid)?)?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: ca.to_path_buf(),
+        });
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 #[cfg(test)]

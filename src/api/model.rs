@@ -233,6 +233,9 @@ pub struct SyncError {
 /// A device.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Device {
+    /// The server's number for the device, in the order devices became known (the `after_id`
+    /// cursor of the list).
+    pub id: i64,
     pub device_id: String,
     pub display_name: Option<String>,
     pub group_id: i64,
@@ -262,6 +265,7 @@ pub struct Device {
 impl From<store::DeviceRecord> for Device {
     fn from(d: store::DeviceRecord) -> Device {
         Device {
+            id: d.id,
             device_id: d.device_id,
             display_name: d.display_name,
             group_id: d.group_id,

@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests: temporary servers and a real rustls + hyper client.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod db;
 pub mod xmllint;
 pub use db::*;
@@ -243,6 +244,18 @@ impl TestServer {
             password: password.to_string(),
             session: String::new(),
         }
+    }
+
+    /// A client of the admin REST API, not logged in.
+    pub fn api_anonymous(&self) -> api::Api {
+        api::Api::new(self.dir.path(), self.app.admin_addr())
+    }
+
+    /// A client of the admin REST API logged in as the initial administrator.
+    pub async fn api(&self) -> api::Api {
+        let password =
+            std::fs::read_to_string(self.dir.path().join("initial-admin-password")).unwrap();
+        self.api_anonymous().login("admin", password.trim()).await
     }
 
     /// A direct connection to the database the server uses (for checks and hand edits).
