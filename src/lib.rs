@@ -13,6 +13,7 @@
 //! - [`api`]: the admin REST API (seed 001's conventions) over the domain, with its OpenAPI document.
 //! - [`server`], [`tls`]: sockets only — the TLS/HTTP listener and its limits; certificates.
 //! - [`app`]: composition — store, domain, services, listeners, background tasks, ordered shutdown.
+//! - [`ctl`]: the admin command line, a client of [`api`] over HTTPS.
 //! - [`config`], [`transfer`]: configuration layers; moving a deployment between databases.
 //! - `sim` (feature `simulator`): the device simulator and load generator, with a baseline responder.
 
@@ -20,6 +21,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod ctl;
 pub mod device;
 pub mod domain;
 pub mod error;

@@ -1,6 +1,5 @@
 //! The `mobile-admin` command: parses arguments, loads configuration, starts tracing and runs.
 
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +38,8 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Manage the server through its admin REST API (log in first: `ctl login`).
+    Ctl(mobile_admin::ctl::CtlArgs),
     /// Run a fleet of virtual devices against a server (load generator), optionally against a
     /// do-nothing baseline too.
     #[cfg(feature = "simulator")]
@@ -156,18 +157,6 @@ impl SimulateArgs {
 }
 
 /// A password from the first line of standard input, or asked for twice at the terminal.
-fn read_password(from_stdin: bool) -> anyhow::Result<String> {
-    if from_stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
-    }
-    let first = rpassword::prompt_password("Password: ")?;
-    let again = rpassword::prompt_password("Password again: ")?;
-    anyhow::ensure!(first == again, "the two passwords differ");
-    Ok(first)
-}
-
 async fn admin(config: Config, action: AdminAction) -> anyhow::Result<()> {
     let tools = mobile_admin::app::Tools::open(&config).await?;
     let caller = mobile_admin::domain::Caller::system("command line");
@@ -184,7 +173,7 @@ async fn admin(config: Config, action: AdminAction) -> anyhow::Result<()> {
                         "unknown role {role:?}: administrator, operator, auditor or integration"
                     )
                 })?;
-                let password = read_password(password_stdin)?;
+                let password = mobile_admin::ctl::read_password(password_stdin, true)?;
                 let account = domain
                     .create_account(&caller, &name, role, &password)
                     .await?;
@@ -194,7 +183,7 @@ async fn admin(config: Config, action: AdminAction) -> anyhow::Result<()> {
                 name,
                 password_stdin,
             } => {
-                let password = read_password(password_stdin)?;
+                let password = mobile_admin::ctl::read_password(password_stdin, true)?;
                 domain.set_password(&caller, &name, &password).await?;
                 println!("password of {name} changed");
             }
@@ -282,6 +271,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Admin { server, action } => admin(server.load()?, action).await,
+            Command::Ctl(args) => mobile_admin::ctl::run(args).await,
             #[cfg(feature = "simulator")]
             Command::Simulate(args) => args.run().await,
         }

@@ -18,9 +18,11 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["device"],
     &["server"],
+    &["api"],
     &["config"],
     &["app", "transfer"],
     &["sim"],
+    &["ctl"],
 ];
 
 /// Modules held to fewer imports than their layer allows.

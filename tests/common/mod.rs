@@ -520,6 +520,8 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     /// Where the admin REST API listens.
     pub admin_addr: SocketAddr,
+    /// Every line the server has logged so far.
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -565,11 +567,18 @@ impl ServerProcess {
         }
         let (addr, admin_addr) = (addr.unwrap(), admin_addr.unwrap());
         // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
         ServerProcess {
             child,
             addr,
             admin_addr,
+            log,
         }
     }
 
