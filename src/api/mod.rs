@@ -109,6 +109,7 @@ impl RateLimits {
             Authenticate with the cookie `api_access_token` (set by `POST /api/v1/login`) or \
             `Authorization: Bearer <token>`."
     ),
+    components(schemas(error::Fatal)),
     modifiers(&SecuritySchemes),
     security(("cookie" = []), ("bearer" = [])),
 )]

@@ -106,8 +106,10 @@ pub enum Typed {
     Params(BTreeMap<String, Typed>),
 }
 
-/// A tree of named typed values.
-pub type Tree = BTreeMap<String, Typed>;
+/// A tree of named typed values: `{"Name": {"type": ..., "value": ...}, ...}`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+pub struct Tree(pub BTreeMap<String, Typed>);
 
 impl Typed {
     pub fn from_value(value: &Value) -> Typed {
@@ -125,7 +127,7 @@ impl Typed {
             Value::DateTime(t) => Typed::Datetime(crate::sync::policy::rfc3339(*t)),
             Value::Binary(b) => Typed::Binary(base64::engine::general_purpose::STANDARD.encode(b)),
             Value::Array(items) => Typed::Array(items.iter().map(Typed::from_value).collect()),
-            Value::Params(p) => Typed::Params(tree(p)),
+            Value::Params(p) => Typed::Params(tree(p).0),
         }
     }
 
@@ -169,15 +171,17 @@ impl Typed {
 
 /// The typed tree of `params`.
 pub fn tree(params: &Params) -> Tree {
-    params
-        .0
-        .iter()
-        .map(|(k, v)| (k.clone(), Typed::from_value(v)))
-        .collect()
+    Tree(
+        params
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), Typed::from_value(v)))
+            .collect(),
+    )
 }
 
 /// The protocol parameters of a typed tree, or 400.
-pub fn params(tree: &Tree) -> ApiResult<Params> {
+pub fn params(tree: &BTreeMap<String, Typed>) -> ApiResult<Params> {
     Ok(Params(
         tree.iter()
             .map(|(k, v)| Ok((k.clone(), v.to_value()?)))

@@ -215,10 +215,8 @@ async fn reset_device(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Settings {
     /// The tree the device reported (`null` before it first did).
-    #[schema(no_recursion)]
     pub reported: Option<Tree>,
     /// Changes queued by administrators, sent at the device's next sync (`null`: none).
-    #[schema(no_recursion)]
     pub pending: Option<Tree>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_list: Option<Vec<model::SoftError>>,
@@ -255,7 +253,6 @@ async fn get_settings(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsChange {
-    #[schema(no_recursion)]
     pub changes: Tree,
 }
 
@@ -270,7 +267,7 @@ async fn queue_settings(
     Path(device_id): Path<String>,
     Json(body): Json<SettingsChange>,
 ) -> Reply<Settings> {
-    let changes = model::params(&body.changes)?;
+    let changes = model::params(&body.changes.0)?;
     let changed = state
         .domain
         .queue_settings(&caller, &device_id, &changes)
