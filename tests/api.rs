@@ -92,6 +92,10 @@ async fn every_refusal_has_its_status_and_fatal_body_and_changes_nothing() {
     api.get("/devices?infected=true").await.refused(400);
     api.get("/devices?status=gone").await.refused(400);
     api.get("/groups/abc").await.refused(400);
+    api.get("/events?text=%00").await.refused(400);
+    api.get("/events?device_id=a%01b").await.refused(400);
+    api.get("/devices?search=%00").await.refused(400);
+    api.get("/audit?account=%1b").await.refused(400);
     // None of that changed anything.
     let groups = api.get("/groups").await.ok();
     assert_eq!(groups["total_count"], 2, "{groups}");

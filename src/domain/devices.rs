@@ -179,6 +179,7 @@ impl Domain {
     ) -> Result<Page<DeviceRecord>> {
         caller.require(FuncArea::Devices, Access::Read)?;
         check_page(page)?;
+        super::queries::check_filter_text(&filter.search)?;
         Ok(self.store.devices(filter, page).await?)
     }
 

@@ -105,11 +105,28 @@ fn list_updates(root: &Path) -> std::io::Result<Vec<UpdateFile>> {
     Ok(out)
 }
 
+/// Text in list filters: no control characters (nothing stored holds them raw).
+pub(super) fn check_filter_text<'a>(texts: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    if texts.into_iter().any(|t| t.chars().any(char::is_control)) {
+        return Err(DomainError::Invalid(
+            "filters hold no control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Domain {
     /// Device events, newest first.
     pub async fn events(&self, caller: &Caller, query: &EventQuery) -> Result<Page<EventRecord>> {
         caller.require(FuncArea::Events, Access::Read)?;
         check_page(query.page)?;
+        check_filter_text(
+            query
+                .device_ids
+                .iter()
+                .chain(&query.event_types)
+                .chain(&query.text),
+        )?;
         Ok(self.store.events(query).await?)
     }
 
@@ -117,6 +134,13 @@ impl Domain {
     pub async fn audit(&self, caller: &Caller, query: &AuditQuery) -> Result<Page<AuditEntry>> {
         caller.require(FuncArea::Admins, Access::Read)?;
         check_page(query.page)?;
+        check_filter_text(
+            query
+                .object_kind
+                .iter()
+                .chain(&query.object_id)
+                .chain(&query.account),
+        )?;
         Ok(self.store.audit(query).await?)
     }
 

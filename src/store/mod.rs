@@ -61,7 +61,10 @@ impl From<sqlx::Error> for StoreError {
                 Some("23505") | Some("23503") | Some("23P01") => {
                     StoreError::Conflict(db.message().to_string())
                 }
-                Some("23514") | Some("23502") | Some("22P02") | Some("22001") => {
+                // Check violations, and data exceptions (class 22: a value out of range, text
+                // with a NUL character, ...): input the database cannot take.
+                Some("23514") | Some("23502") => StoreError::Invalid(db.message().to_string()),
+                Some(code) if code.starts_with("22") => {
                     StoreError::Invalid(db.message().to_string())
                 }
                 Some(code) if code.starts_with("08") || code.starts_with("57") => {
