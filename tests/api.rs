@@ -625,6 +625,23 @@ async fn devices_are_listed_filtered_paged_and_managed() {
     api.get("/devices/IMEI-LIVE/app-state").await.ok();
     let sync = api.get("/devices/IMEI-LIVE/sync").await.ok();
     assert_eq!(sync["info_hash"], hex::encode([1u8; 16]));
+    assert_eq!(sync["policy_current"], 1);
+    api.post(
+        "/groups/1/policy",
+        json!({"path": "New/Rule", "value": {"type": "int", "value": 1}, "locked": 1}),
+    )
+    .await
+    .ok();
+    let sync = api.get("/devices/IMEI-LIVE/sync").await.ok();
+    assert_eq!(
+        sync["policy_current"], 0,
+        "the change waits for the next sync"
+    );
+    // The block ended the device's session: it opens another.
+    dev.begin().await.unwrap();
+    dev.sync(&h, "G").await;
+    let sync = api.get("/devices/IMEI-LIVE/sync").await.ok();
+    assert_eq!(sync["policy_current"], 1);
     api.get("/devices/IMEI-LIVE/effective-policy").await.ok();
     let settings = api.get("/devices/IMEI-LIVE/settings").await.ok();
     assert!(settings["reported"].is_object());

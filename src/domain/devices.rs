@@ -12,6 +12,16 @@ use crate::sync::planner::Known;
 
 pub use crate::store::DeviceChange;
 
+/// Where a device's sync stands.
+#[derive(Debug, Clone)]
+pub struct DeviceSync {
+    pub device: DeviceRecord,
+    pub known: Known,
+    /// The device was last given the policy its group has now.
+    pub policy_current: bool,
+    pub subscriptions_current: bool,
+}
+
 /// Display names: up to 255 characters and no control characters (empty removes the name).
 fn check_display_name(name: &str) -> Result<()> {
     if name.chars().count() > 255 || name.chars().any(char::is_control) {
@@ -251,15 +261,30 @@ impl Domain {
         Ok(changed)
     }
 
-    /// A device and what the server knows of its sync (hashes, pending settings).
-    pub async fn device_sync(
-        &self,
-        caller: &Caller,
-        device_id: &str,
-    ) -> Result<(DeviceRecord, Known)> {
+    /// A device, what the server knows of its sync (hashes, pending settings), and whether it holds
+    /// its group's current policy and subscriptions (what it was last given is what it gets now).
+    pub async fn device_sync(&self, caller: &Caller, device_id: &str) -> Result<DeviceSync> {
         let device = self.device(caller, device_id).await?.device;
         let sync = self.store.sync_record(device.id).await?;
-        Ok((device, sync.known))
+        let chain = self.store.group_chain(device.group_id).await?;
+        let (policy, _) =
+            crate::sync::policy::effective_policy(&chain, &self.store.policy_rows(&chain).await?);
+        let subscriptions = crate::sync::policy::effective_subscriptions(
+            &self.store.subscription_rows(&chain).await?,
+        );
+        let current = |given: &Option<Vec<u8>>, now: Vec<u8>| given.as_deref() == Some(&now[..]);
+        Ok(DeviceSync {
+            policy_current: current(
+                &sync.known.policy_digest,
+                crate::sync::policy::digest(&policy),
+            ),
+            subscriptions_current: current(
+                &sync.known.subs_digest,
+                crate::sync::policy::digest(&subscriptions),
+            ),
+            device,
+            known: sync.known,
+        })
     }
 
     /// Devices by state, infected devices, and events per hour over the last 24 hours.

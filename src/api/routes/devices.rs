@@ -353,6 +353,11 @@ pub struct SyncState {
     pub subscriptions_hash: Option<String>,
     /// 1 when settings changes wait for the device's next sync.
     pub settings_pending: Flag,
+    /// 1 when the device was last given the policy its group has now; 0 while a change (of the
+    /// policy, or a move) waits for its next sync.
+    pub policy_current: Flag,
+    /// The same for its event subscriptions.
+    pub subscriptions_current: Flag,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_seen: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -368,9 +373,10 @@ async fn sync_state(
     Auth(caller): Auth,
     Path(device_id): Path<String>,
 ) -> Reply<SyncState> {
-    let (device, known) = state.domain.device_sync(&caller, &device_id).await?;
+    let sync = state.domain.device_sync(&caller, &device_id).await?;
     let hex = |h: Option<Vec<u8>>| h.map(hex::encode);
-    let device = Device::from(device);
+    let known = sync.known;
+    let device = Device::from(sync.device);
     Ok(axum::Json(SyncState {
         device_id,
         info_hash: hex(known.info_hash),
@@ -379,6 +385,8 @@ async fn sync_state(
         policy_hash: hex(known.policy_hash),
         subscriptions_hash: hex(known.subs_hash),
         settings_pending: known.settings_pending.into(),
+        policy_current: sync.policy_current.into(),
+        subscriptions_current: sync.subscriptions_current.into(),
         last_seen: device.last_seen,
         last_sync_at: device.last_sync_at,
         last_error: device.last_error,
