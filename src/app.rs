@@ -142,6 +142,7 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
         token_keys,
         config.admin.clone(),
         config.updates_dir(),
+        secret.clone(),
     ));
     domain
         .create_initial_admin(&config.initial_password_file())
@@ -263,6 +264,8 @@ impl Tools {
             .context("opening the database")?;
         let token_keys = TokenKeys::load_or_create(&config.token_key_file())
             .with_context(|| format!("loading {}", config.token_key_file().display()))?;
+        let secret = auth::Secret::load_or_create(&config.secret_file())
+            .with_context(|| format!("loading {}", config.secret_file().display()))?;
         let sessions: Arc<dyn sessions::Sessions> = Arc::new(sessions::MemorySessions::new(
             config.protocol.expiry(),
             config.protocol.session_limits(),
@@ -274,6 +277,7 @@ impl Tools {
             token_keys,
             config.admin.clone(),
             config.updates_dir(),
+            secret,
         ));
         Ok(Tools { store, domain })
     }

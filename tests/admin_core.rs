@@ -793,7 +793,14 @@ async fn devices_are_listed_filtered_paged_moved_and_deleted() {
         .id;
     for i in 0..25 {
         domain
-            .register_device(&admin(), &format!("IMEI-L{i:02}"), Some(sales), None)
+            .register_device(
+                &admin(),
+                &mobile_admin::domain::devices::NewDevice {
+                    device_id: &format!("IMEI-L{i:02}"),
+                    group: Some(sales),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
     }

@@ -244,9 +244,24 @@ async fn tokens_follow_seed_001s_rules() {
         .refused(400);
 
     // The short token expires to the second, with no leeway; so did the session token.
-    clock.advance(Duration::from_secs(86_399));
+    let expires = api.get("/tokens").await.ok()["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == short_id)
+        .unwrap()["expires_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let expires =
+        time::OffsetDateTime::parse(&expires, &time::format_description::well_known::Rfc3339)
+            .unwrap();
+    let left = expires - clock.now();
+    clock.advance(Duration::from_millis(
+        (left.whole_milliseconds() - 2000).max(0) as u64,
+    ));
     short.get("/devices").await.ok();
-    clock.advance(Duration::from_secs(1));
+    clock.advance(Duration::from_secs(2));
     short.get("/devices").await.refused(401);
     api.get("/devices").await.refused(401);
     // Once expired, a token can be deleted.
@@ -665,6 +680,42 @@ async fn devices_are_listed_filtered_paged_and_managed() {
     let stats = api.get("/stats").await.ok();
     assert_eq!(stats["devices"], 25);
     assert_eq!(stats["never_seen"], 25);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn devices_preregistered_with_a_password_log_in_with_it_alone() {
+    let server = TestServer::start_with(|c| {
+        c.protocol.enrolment = mobile_admin::device::EnrolmentMode::Closed;
+    })
+    .await;
+    let api = server.api().await;
+    api.post("/devices", json!({"device_id": "IMEI-PW", "password": ""}))
+        .await
+        .refused(400);
+    let made = api
+        .post(
+            "/devices",
+            json!({"device_id": "IMEI-PW", "password": "issued-secret"}),
+        )
+        .await
+        .ok();
+    assert_eq!(made["enrolled"], 1);
+    let mut wrong = server.device("IMEI-PW", "guess").await;
+    assert_eq!(wrong.begin().await.unwrap_err().code, 1184);
+    let mut right = server.device("IMEI-PW", "issued-secret").await;
+    right.begin().await.unwrap();
+    // Without a password, the first login sets it.
+    api.post("/devices", json!({"device_id": "IMEI-TOFU"}))
+        .await
+        .ok();
+    let mut first = server.device("IMEI-TOFU", "chosen").await;
+    first.begin().await.unwrap();
+    let mut second = server.device("IMEI-TOFU", "other").await;
+    assert_eq!(second.begin().await.unwrap_err().code, 1184);
+    // The password never shows: not in the device, not in the audit trail.
+    let audit = api.get("/audit?object_id=IMEI-PW").await;
+    assert!(!audit.text.contains("issued-secret"), "{}", audit.text);
     server.stop().await;
 }
 

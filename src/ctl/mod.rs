@@ -157,6 +157,10 @@ pub enum Devices {
         group: Option<i64>,
         #[arg(long)]
         name: Option<String>,
+        /// Read the password the device must log in with from standard input (else its first
+        /// login sets it).
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -509,11 +513,16 @@ async fn devices(client: &Client, out: &Output, command: Devices) -> anyhow::Res
             device_id,
             group,
             name,
+            password_stdin,
         } => {
+            let password = password_stdin
+                .then(|| read_password(true, false))
+                .transpose()?;
             client
                 .post(
                     "/devices",
-                    json!({"device_id": device_id, "group_id": group, "display_name": name}),
+                    json!({"device_id": device_id, "group_id": group, "display_name": name,
+                           "password": password}),
                 )
                 .await?
         }

@@ -12,6 +12,17 @@ use crate::sync::planner::Known;
 
 pub use crate::store::DeviceChange;
 
+/// A device to pre-register.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewDevice<'a> {
+    pub device_id: &'a str,
+    /// Default: Unassigned.
+    pub group: Option<i64>,
+    pub display_name: Option<&'a str>,
+    /// The password the device must log in with; `None`: its first login sets it.
+    pub password: Option<&'a str>,
+}
+
 /// Where a device's sync stands.
 #[derive(Debug, Clone)]
 pub struct DeviceSync {
@@ -202,24 +213,40 @@ impl Domain {
     }
 
     /// Pre-registers a device id, for closed enrolment: the device's first login sets its password.
+    /// With a password, only that password logs the device in; without one, the device's first
+    /// login sets it.
     pub async fn register_device(
         &self,
         caller: &Caller,
-        device_id: &str,
-        group: Option<i64>,
-        display_name: Option<&str>,
+        device: &NewDevice<'_>,
     ) -> Result<Changed<DeviceRecord>> {
         caller.require(FuncArea::Devices, Access::Write)?;
-        check_device_id(device_id)?;
-        if let Some(name) = display_name {
+        check_device_id(device.device_id)?;
+        if let Some(name) = device.display_name {
             check_display_name(name)?;
         }
+        let credential = match device.password {
+            Some(password) => {
+                if password.is_empty()
+                    || password.chars().count() > 256
+                    || password.chars().any(char::is_control)
+                {
+                    return Err(DomainError::Invalid(
+                        "a device password has 1 to 256 characters and no control characters"
+                            .into(),
+                    ));
+                }
+                Some(self.device_secret.hash(password))
+            }
+            None => None,
+        };
         Ok(Changed::new(
             self.store
                 .register_device(
-                    device_id,
-                    group.unwrap_or(UNASSIGNED_GROUP),
-                    display_name.filter(|n| !n.is_empty()),
+                    device.device_id,
+                    device.group.unwrap_or(UNASSIGNED_GROUP),
+                    device.display_name.filter(|n| !n.is_empty()),
+                    credential,
                     &caller.actor(),
                 )
                 .await?,

@@ -208,6 +208,8 @@ pub struct Domain {
     clock: Clock,
     updates_root: PathBuf,
     update_hashes: Arc<queries::HashCache>,
+    /// Keys the credentials of devices pre-registered with a password.
+    device_secret: crate::auth::Secret,
 }
 
 impl Domain {
@@ -218,6 +220,7 @@ impl Domain {
         tokens: tokens::TokenKeys,
         config: AdminConfig,
         updates_root: PathBuf,
+        device_secret: crate::auth::Secret,
     ) -> Domain {
         Domain {
             bus: Arc::new(bus::Bus::new(store.clone())),
@@ -229,6 +232,7 @@ impl Domain {
             clock: Clock::default(),
             updates_root,
             update_hashes: Default::default(),
+            device_secret,
         }
     }
 

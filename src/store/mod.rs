@@ -206,12 +206,14 @@ pub trait AdminStore: Send + Sync + 'static {
     async fn devices(&self, filter: &DeviceFilter, page: PageRequest)
         -> Result<Page<DeviceRecord>>;
     async fn device(&self, device_id: &str) -> Result<Option<DeviceDetail>>;
-    /// Pre-registers a device id (closed enrolment) in `group`.
+    /// Pre-registers a device id (closed enrolment) in `group`, with the credential it must log in
+    /// with, or none (its first login sets it).
     async fn register_device(
         &self,
         device_id: &str,
         group: i64,
         display_name: Option<&str>,
+        credential: Option<Vec<u8>>,
         by: &Actor,
     ) -> Result<(DeviceRecord, AuditEntry)>;
     /// Moves, renames, blocks or unblocks a device in one transaction.

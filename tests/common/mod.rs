@@ -722,6 +722,7 @@ pub async fn register(
             device_id,
             mobile_admin::store::UNASSIGNED_GROUP,
             None,
+            None,
             &mobile_admin::store::Actor::system("test"),
         )
         .await

@@ -99,7 +99,7 @@ async fn list_devices(
     Ok(axum::Json(ListOf::page(list, found.total, page)))
 }
 
-/// A device to pre-register (closed enrolment): its first login sets its password.
+/// A device to pre-register (closed enrolment).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDevice {
@@ -107,6 +107,9 @@ pub struct NewDevice {
     /// Default: Unassigned.
     pub group_id: Option<i64>,
     pub display_name: Option<String>,
+    /// The password the device must log in with (1 to 256 characters). Left out: the device's
+    /// first login sets it.
+    pub password: Option<String>,
 }
 
 /// Pre-registers a device id, so that it may enrol when enrolment is closed.
@@ -121,9 +124,12 @@ async fn register_device(
         .domain
         .register_device(
             &caller,
-            &body.device_id,
-            body.group_id,
-            body.display_name.as_deref(),
+            &crate::domain::devices::NewDevice {
+                device_id: &body.device_id,
+                group: body.group_id,
+                display_name: body.display_name.as_deref(),
+                password: body.password.as_deref(),
+            },
         )
         .await?;
     Ok(axum::Json(changed.value.into()))

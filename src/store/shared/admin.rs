@@ -423,6 +423,7 @@ pub(crate) async fn register_device(
     device_id: &str,
     group: i64,
     display_name: Option<&str>,
+    credential: Option<Vec<u8>>,
     by: &Actor,
 ) -> Result<(DeviceRecord, AuditEntry)> {
     if device_record(c, device_id).await?.is_some() {
@@ -432,8 +433,14 @@ pub(crate) async fn register_device(
     }
     existing_group(c, group).await?;
     c.execute(
-        "INSERT INTO devices (device_id, group_id, display_name) VALUES ($1, $2, $3)",
-        args![device_id, group, display_name.map(str::to_string)],
+        "INSERT INTO devices (device_id, group_id, display_name, credential)
+         VALUES ($1, $2, $3, $4)",
+        args![
+            device_id,
+            group,
+            display_name.map(str::to_string),
+            credential
+        ],
     )
     .await?;
     let after = existing_device(c, device_id).await?;

@@ -94,13 +94,21 @@ impl<E: Engine> AdminStore for E {
         device_id: &str,
         group: i64,
         display_name: Option<&str>,
+        credential: Option<Vec<u8>>,
         by: &Actor,
     ) -> Result<(DeviceRecord, AuditEntry)> {
         let (device_id, by) = (device_id.to_string(), by.clone());
         let name = display_name.map(str::to_string);
         write(
             self,
-            crate::job!(|c| admin::register_device(c, &device_id, group, name.as_deref(), &by)),
+            crate::job!(|c| admin::register_device(
+                c,
+                &device_id,
+                group,
+                name.as_deref(),
+                credential.clone(),
+                &by
+            )),
         )
         .await
     }
