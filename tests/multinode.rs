@@ -255,8 +255,18 @@ async fn calls_during_a_database_outage_fail_fast_and_service_resumes() {
         session: String::new(),
     };
     dev.begin().await.unwrap();
+    let password = std::fs::read_to_string(tmp.path().join("initial-admin-password")).unwrap();
+    let admin = common::api::Api::new(tmp.path(), app.admin_addr())
+        .login("admin", password.trim())
+        .await;
 
     relay.cut().await;
+    // The admin API answers 503 with Retry-After, as fast.
+    let started = std::time::Instant::now();
+    let answer = admin.get("/devices").await;
+    assert!(answer.headers.contains_key("retry-after"), "{answer:?}");
+    answer.refused(503);
+    assert!(started.elapsed() < std::time::Duration::from_secs(6));
     for _ in 0..2 {
         let started = std::time::Instant::now();
         let mut other = TestDevice {
@@ -283,6 +293,18 @@ async fn calls_during_a_database_outage_fail_fast_and_service_resumes() {
     }
 
     let _relay = Relay::start(relay.addr, "127.0.0.1:5432".parse().unwrap()).await;
+    let mut api_back = false;
+    for _ in 0..50 {
+        if admin.get("/devices").await.status == 200 {
+            api_back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        api_back,
+        "the admin API serves again once the database is back"
+    );
     let mut back = None;
     for _ in 0..50 {
         if dev.put_events(vec![event(1, "APP_EVENT")]).await.is_none() {
