@@ -163,6 +163,11 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
         }),
     );
 
+    domain
+        .bus
+        .start()
+        .await
+        .context("reading the head of the bus")?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push((

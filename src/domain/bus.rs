@@ -80,6 +80,8 @@ pub struct Bus {
     live: broadcast::Sender<Arc<BusEvent>>,
     /// The newest entry the tailer has read.
     head: watch::Sender<i64>,
+    /// Set by [`Bus::start`]: where the tailer begins.
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl Bus {
@@ -88,7 +90,19 @@ impl Bus {
             store,
             live: broadcast::channel(LIVE_CAPACITY).0,
             head: watch::channel(0).0,
+            started: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Fixes where the tailer begins: after the newest entry committed now. Called before the
+    /// listeners open, so that a subscriber gets everything committed after it subscribed, even
+    /// before the tailer first runs.
+    pub async fn start(&self) -> Result<()> {
+        let head = self.store.bus_head().await?;
+        self.head.send_replace(head);
+        self.started
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// Everything committed from now on, in order. A subscriber that falls more than
@@ -102,6 +116,9 @@ impl Bus {
     /// (PostgreSQL), reads them and hands them to subscribers.
     pub async fn run(&self, mut stop: watch::Receiver<bool>) {
         let mut seq = loop {
+            if self.started.load(std::sync::atomic::Ordering::Acquire) {
+                break *self.head.borrow();
+            }
             match self.store.bus_head().await {
                 Ok(head) => break head,
                 Err(e) => {

@@ -313,6 +313,15 @@ pub struct Reported {
     pub fields: Option<serde_json::Value>,
 }
 
+impl Reported {
+    fn new(device_id: String, fields: Option<serde_json::Map<String, serde_json::Value>>) -> Self {
+        Reported {
+            device_id,
+            fields: fields.map(|m| model::without_booleans(serde_json::Value::Object(m))),
+        }
+    }
+}
+
 /// The product, licence and device information a device last reported.
 #[utoipa::path(get, path = "/devices/{device_id}/app-info", tag = "devices",
     params(("device_id" = String, Path)), responses((status = 200, body = Reported), Refusals))]
@@ -322,12 +331,7 @@ async fn app_info(
     Path(device_id): Path<String>,
 ) -> Reply<Reported> {
     let detail = state.domain.device(&caller, &device_id).await?;
-    Ok(axum::Json(Reported {
-        device_id,
-        fields: detail
-            .app_info
-            .map(|m| model::without_booleans(serde_json::Value::Object(m))),
-    }))
+    Ok(axum::Json(Reported::new(device_id, detail.app_info)))
 }
 
 /// The protection state a device last reported.
@@ -339,12 +343,7 @@ async fn app_state(
     Path(device_id): Path<String>,
 ) -> Reply<Reported> {
     let detail = state.domain.device(&caller, &device_id).await?;
-    Ok(axum::Json(Reported {
-        device_id,
-        fields: detail
-            .app_state
-            .map(|m| model::without_booleans(serde_json::Value::Object(m))),
-    }))
+    Ok(axum::Json(Reported::new(device_id, detail.app_state)))
 }
 
 /// Where a device's sync stands.

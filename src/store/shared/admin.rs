@@ -508,7 +508,12 @@ pub(crate) async fn update_device(
         c,
         Change {
             by,
-            action: "device.update",
+            action: match (&change.group_id, &change.display_name, &change.blocked) {
+                (Some(_), None, None) => "device.move",
+                (None, Some(_), None) => "device.rename",
+                (None, None, Some(_)) => "device.status",
+                _ => "device.update",
+            },
             kind: "device",
             id: device_id.to_string(),
             before: json(&before),
@@ -617,17 +622,11 @@ pub(crate) async fn move_device(
     group: i64,
     by: &Actor,
 ) -> Result<(DeviceRecord, AuditEntry)> {
-    existing_group(c, group).await?;
-    change_device(
-        c,
-        device_id,
-        "UPDATE devices SET group_id = $1 WHERE device_id = $2",
-        group.into(),
-        "device.move",
-        "device.moved",
-        by,
-    )
-    .await
+    let change = DeviceChange {
+        group_id: Some(group),
+        ..DeviceChange::default()
+    };
+    update_device(c, device_id, &change, by).await
 }
 
 pub(crate) async fn set_device_status(
@@ -636,20 +635,11 @@ pub(crate) async fn set_device_status(
     status: DeviceStatus,
     by: &Actor,
 ) -> Result<(DeviceRecord, AuditEntry)> {
-    let topic = match status {
-        DeviceStatus::Active => "device.unblocked",
-        DeviceStatus::Blocked => "device.blocked",
+    let change = DeviceChange {
+        blocked: Some(status == DeviceStatus::Blocked),
+        ..DeviceChange::default()
     };
-    change_device(
-        c,
-        device_id,
-        "UPDATE devices SET status = $1 WHERE device_id = $2",
-        status.as_str().into(),
-        "device.status",
-        topic,
-        by,
-    )
-    .await
+    update_device(c, device_id, &change, by).await
 }
 
 pub(crate) async fn reset_device(
