@@ -110,6 +110,7 @@ pub async fn start(config: &Config) -> anyhow::Result<App> {
 }
 
 async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> {
+    config.intake.check().map_err(anyhow::Error::msg)?;
     let secret = auth::Secret::load_or_create(&config.secret_file()).with_context(|| {
         format!(
             "loading the server secret {}",
@@ -194,6 +195,7 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
             config.admin.requests_per_second,
         )),
         max_upload_bytes: config.admin.max_upload_bytes,
+        intake: Arc::new(config.intake.clone()),
     });
     let ports = async {
         let device_port = server::start(

@@ -46,6 +46,7 @@ pub struct Config {
     pub limits: Limits,
     pub protocol: crate::device::ProtocolConfig,
     pub admin: crate::domain::AdminConfig,
+    pub intake: crate::api::intake::IntakeConfig,
 }
 
 impl Default for Config {
@@ -67,6 +68,7 @@ impl Default for Config {
             limits: Limits::default(),
             protocol: Default::default(),
             admin: Default::default(),
+            intake: Default::default(),
         }
     }
 }
@@ -208,6 +210,7 @@ impl fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("protocol", &self.protocol)
             .field("admin", &self.admin)
+            .field("intake", &self.intake)
             .finish()
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod intake;
 pub mod model;
 mod routes;
 
@@ -46,6 +47,8 @@ pub struct ApiState {
     pub limits: Arc<RateLimits>,
     /// Largest update file an upload may carry.
     pub max_upload_bytes: u64,
+    /// Seed 002's intake webhook.
+    pub intake: Arc<intake::IntakeConfig>,
 }
 
 /// Requests per second, per token subject and over all (seed 001 answers excess with 503).
@@ -150,6 +153,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
                 .persist_authorization(true),
         );
     let router = api
+        .merge(intake::routes(&state.intake))
         .merge(docs)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(

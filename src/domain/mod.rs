@@ -8,6 +8,7 @@
 //! - [`devices`]: groups, devices, queued settings.
 //! - [`policy`]: policy rows, the effective policy with where each value comes from, subscriptions.
 //! - [`queries`]: events, the audit trail, update files.
+//! - [`intake`]: seed 002's event intake: its tokens and Table 1.
 //! - [`bus`]: what was committed, in commit order, to in-process subscribers and durable consumers.
 //!
 //! Every change goes through the store in one transaction with its audit entry; a failed change
@@ -16,6 +17,7 @@
 pub mod accounts;
 pub mod bus;
 pub mod devices;
+pub mod intake;
 pub mod policy;
 pub mod queries;
 pub mod rights;
@@ -158,6 +160,8 @@ pub struct AdminConfig {
     pub requests_per_second: u32,
     /// Largest update file an upload through the admin API may carry.
     pub max_upload_bytes: u64,
+    /// Lifetime of the token an intake login gets.
+    pub intake_token_minutes: u64,
 }
 
 impl Default for AdminConfig {
@@ -172,6 +176,7 @@ impl Default for AdminConfig {
             requests_per_second_per_token: 100,
             requests_per_second: 1000,
             max_upload_bytes: 1 << 30,
+            intake_token_minutes: 60,
         }
     }
 }

@@ -41,6 +41,14 @@ impl TokenKeys {
     }
 
     /// Reads the key at `path`, creating it on first start.
+    pub(super) fn encoding(&self) -> &EncodingKey {
+        &self.encoding
+    }
+
+    pub(super) fn decoding(&self) -> &DecodingKey {
+        &self.decoding
+    }
+
     pub fn load_or_create(path: &Path) -> std::io::Result<TokenKeys> {
         let secret = crate::auth::Secret::load_or_create(path)?;
         Ok(TokenKeys::from_secret(secret.bytes()))

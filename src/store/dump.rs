@@ -35,6 +35,7 @@ pub const TABLES: &[&str] = &[
     "tokens",
     "audit",
     "events",
+    "intake_events",
     "outbox",
     "bus_cursors",
     "device_infections",

@@ -173,6 +173,21 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<()>;
     async fn event_count(&self) -> Result<i64>;
     /// Events matching `query`, newest first.
+    /// Stores an intake event with its bus entry; `None` when an event with its `uid` is already
+    /// stored (nothing is written then).
+    async fn store_intake(
+        &self,
+        event: &IntakeEvent,
+        received_at: OffsetDateTime,
+        source_address: &str,
+        account: Option<&str>,
+    ) -> Result<Option<i64>>;
+    /// Intake events, newest first; after `after_id`, oldest first.
+    async fn intake_events(
+        &self,
+        after_id: Option<i64>,
+        page: PageRequest,
+    ) -> Result<Page<IntakeRecord>>;
     async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>>;
     /// The events of rows `from..=to` (in id order), and of the given row ids.
     async fn events_by_rows(

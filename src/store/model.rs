@@ -313,6 +313,43 @@ pub struct EventRecord {
     pub source_address: String,
 }
 
+/// An event received on the intake webhook (seed 002's Table 1), as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct IntakeEvent {
+    /// The sender's `Id`, a GUID in lower case.
+    pub uid: String,
+    /// `Event`: its code when a number was sent, its name when a name was.
+    pub event_code: Option<i64>,
+    pub event_name: Option<String>,
+    pub entity_id: Option<String>,
+    pub user_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub orch_timestamp_utc: Option<OffsetDateTime>,
+    pub operation_key: Option<String>,
+    pub signature: Option<String>,
+    pub worker_admin_name: Option<String>,
+    pub text: Option<String>,
+    /// `EventType` as sent: 1 Info, 2 Error, 3 SecurityIncident, 4 Correction (others kept).
+    pub event_type: Option<i64>,
+    pub ip: Option<String>,
+    pub tenant_id: Option<String>,
+    pub entity_data: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub sended_at: Option<OffsetDateTime>,
+}
+
+/// A stored intake event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IntakeRecord {
+    pub id: i64,
+    pub event: IntakeEvent,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    pub source_address: String,
+    /// The account whose token came with it.
+    pub account: Option<String>,
+}
+
 /// One entry of the audit trail: who changed what, from where, when, and the object before and after.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {

@@ -20,6 +20,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_events))
         .routes(routes!(export_events))
+        .routes(routes!(list_intake))
         .routes(routes!(list_audit))
         .routes(routes!(stats))
 }
@@ -152,6 +153,100 @@ fn csv_field(text: &str) -> String {
     } else {
         text
     }
+}
+
+/// An event received on the intake webhook (seed 002's Table 1, in its own names).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntakeEvent {
+    /// Server-side id, increasing in the order events were stored (the `after_id` cursor).
+    pub id: i64,
+    #[serde(rename = "Id")]
+    pub uid: String,
+    /// The code, when a number was sent.
+    #[serde(rename = "Event")]
+    pub event: Option<i64>,
+    /// The name, when a name was sent for `Event`.
+    #[serde(rename = "EventName")]
+    pub event_name: Option<String>,
+    #[serde(rename = "EntityId")]
+    pub entity_id: Option<String>,
+    #[serde(rename = "UserId")]
+    pub user_id: Option<String>,
+    #[serde(rename = "OrchTimestampUtc", with = "time::serde::rfc3339::option")]
+    pub orch_timestamp_utc: Option<OffsetDateTime>,
+    #[serde(rename = "OperationKey")]
+    pub operation_key: Option<String>,
+    #[serde(rename = "Signature")]
+    pub signature: Option<String>,
+    #[serde(rename = "WorkerAdminName")]
+    pub worker_admin_name: Option<String>,
+    #[serde(rename = "Text")]
+    pub text: Option<String>,
+    #[serde(rename = "EventType")]
+    pub event_type: Option<i64>,
+    #[serde(rename = "IP")]
+    pub ip: Option<String>,
+    #[serde(rename = "TenantId")]
+    pub tenant_id: Option<String>,
+    #[serde(rename = "EntityData")]
+    pub entity_data: Option<String>,
+    #[serde(rename = "SendedAt", with = "time::serde::rfc3339::option")]
+    pub sended_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    pub source_address: String,
+    /// The integration account that sent it (`null` when the intake takes unauthenticated calls).
+    pub account: Option<String>,
+}
+
+/// The tailing cursor of a list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct After {
+    /// Only entries with a larger `id`, oldest first. Without it, newest first.
+    pub after_id: Option<i64>,
+}
+
+/// Events received on the intake webhook.
+#[utoipa::path(get, path = "/intake-events", tag = "events", params(After, Paging),
+    responses((status = 200, body = ListOf<IntakeEvent>), Refusals))]
+async fn list_intake(
+    State(state): State<ApiState>,
+    Auth(caller): Auth,
+    Query(after): Query<After>,
+    Query(paging): Query<Paging>,
+) -> Reply<ListOf<IntakeEvent>> {
+    let page = paging.page()?;
+    let found = state
+        .domain
+        .intake_events(&caller, after.after_id, page)
+        .await?;
+    let list = found
+        .items
+        .into_iter()
+        .map(|r| IntakeEvent {
+            id: r.id,
+            uid: r.event.uid,
+            event: r.event.event_code,
+            event_name: r.event.event_name,
+            entity_id: r.event.entity_id,
+            user_id: r.event.user_id,
+            orch_timestamp_utc: r.event.orch_timestamp_utc,
+            operation_key: r.event.operation_key,
+            signature: r.event.signature,
+            worker_admin_name: r.event.worker_admin_name,
+            text: r.event.text,
+            event_type: r.event.event_type,
+            ip: r.event.ip,
+            tenant_id: r.event.tenant_id,
+            entity_data: r.event.entity_data,
+            sended_at: r.event.sended_at,
+            received_at: r.received_at,
+            source_address: r.source_address,
+            account: r.account,
+        })
+        .collect();
+    Ok(axum::Json(ListOf::page(list, found.total, page)))
 }
 
 /// Which audit entries.

@@ -2,7 +2,10 @@
 
 use crate::args;
 use crate::store::sql::{compare_time, like_pattern, placeholders, Arg, Conn, Row};
-use crate::store::{EventQuery, EventRecord, Page, Result};
+use crate::store::{EventQuery, EventRecord, IntakeEvent, IntakeRecord, Page, PageRequest, Result};
+use time::OffsetDateTime;
+
+use super::bus;
 
 const EVENT_COLUMNS: &str = "e.id, d.device_id, e.event_id, e.severity, e.product_name,
     e.product_version, e.event_type, e.event_type_display_name, e.descr, e.locid, e.rise_time,
@@ -161,4 +164,120 @@ pub(crate) async fn count(c: &mut dyn Conn) -> Result<i64> {
     c.query_one("SELECT count(*) FROM events", &[])
         .await?
         .int(0)
+}
+
+const INTAKE_COLUMNS: &str = "id, event_uid, event_code, event_name, entity_id, user_id,
+    orch_timestamp_utc, operation_key, signature, worker_admin_name, text, event_type, ip,
+    tenant_id, entity_data, sended_at, received_at, source_address, account";
+
+/// Stores an intake event once per `uid`, with its bus entry in the same transaction.
+pub(crate) async fn store_intake(
+    c: &mut dyn Conn,
+    e: &IntakeEvent,
+    received_at: OffsetDateTime,
+    source_address: &str,
+    account: Option<&str>,
+) -> Result<Option<i64>> {
+    let row = c
+        .query_opt(
+            "INSERT INTO intake_events (event_uid, event_code, event_name, entity_id, user_id,
+                 orch_timestamp_utc, operation_key, signature, worker_admin_name, text, event_type,
+                 ip, tenant_id, entity_data, sended_at, received_at, source_address, account)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+             ON CONFLICT (event_uid) DO NOTHING RETURNING id",
+            &[
+                e.uid.as_str().into(),
+                e.event_code.into(),
+                e.event_name.clone().into(),
+                e.entity_id.clone().into(),
+                e.user_id.clone().into(),
+                e.orch_timestamp_utc.into(),
+                e.operation_key.clone().into(),
+                e.signature.clone().into(),
+                e.worker_admin_name.clone().into(),
+                e.text.clone().into(),
+                e.event_type.into(),
+                e.ip.clone().into(),
+                e.tenant_id.clone().into(),
+                e.entity_data.clone().into(),
+                e.sended_at.into(),
+                received_at.into(),
+                source_address.into(),
+                account.map(str::to_string).into(),
+            ],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let id = row.int(0)?;
+    let payload = serde_json::json!({ "id": id, "uid": e.uid });
+    bus::append(c, "intake.event", Some(&e.uid), Some(payload), None).await?;
+    Ok(Some(id))
+}
+
+fn intake_row(r: &Row) -> Result<IntakeRecord> {
+    Ok(IntakeRecord {
+        id: r.int(0)?,
+        event: IntakeEvent {
+            uid: r.text(1)?,
+            event_code: r.opt_int(2)?,
+            event_name: r.opt_text(3)?,
+            entity_id: r.opt_text(4)?,
+            user_id: r.opt_text(5)?,
+            orch_timestamp_utc: r.opt_time(6)?,
+            operation_key: r.opt_text(7)?,
+            signature: r.opt_text(8)?,
+            worker_admin_name: r.opt_text(9)?,
+            text: r.opt_text(10)?,
+            event_type: r.opt_int(11)?,
+            ip: r.opt_text(12)?,
+            tenant_id: r.opt_text(13)?,
+            entity_data: r.opt_text(14)?,
+            sended_at: r.opt_time(15)?,
+        },
+        received_at: r.time(16)?,
+        source_address: r.text(17)?,
+        account: r.opt_text(18)?,
+    })
+}
+
+/// Intake events, newest first; after `after_id`, oldest first.
+pub(crate) async fn intake_events(
+    c: &mut dyn Conn,
+    after_id: Option<i64>,
+    page: PageRequest,
+) -> Result<Page<IntakeRecord>> {
+    let (filter, order, mut params): (&str, &str, Vec<Arg>) = match after_id {
+        Some(after) => ("WHERE id > $1", "ASC", vec![after.into()]),
+        None => ("", "DESC", vec![]),
+    };
+    let total = c
+        .query_one(
+            &format!("SELECT count(*) FROM intake_events {filter}"),
+            &params,
+        )
+        .await?
+        .int(0)?;
+    let n = params.len();
+    params.push((page.limit as i64).into());
+    params.push((page.offset as i64).into());
+    let items = c
+        .query(
+            &format!(
+                "SELECT {INTAKE_COLUMNS} FROM intake_events {filter} ORDER BY id {order}
+                 LIMIT ${} OFFSET ${}",
+                n + 1,
+                n + 2
+            ),
+            &params,
+        )
+        .await?
+        .iter()
+        .map(intake_row)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Page {
+        items,
+        total: total.max(0) as u64,
+    })
 }

@@ -18,10 +18,10 @@ use super::engine::{read, read_now, write, write_autocommit, Engine};
 use super::{
     dump, Account, Actor, AdminStore, AuditEntry, AuditQuery, Backend, BusRecord, BusStore,
     DeviceChange, DeviceDetail, DeviceFilter, DeviceLogin, DeviceRecord, DeviceStatus, DeviceStore,
-    EventQuery, EventRecord, EventStore, FleetStats, Group, IdentityStore, Maintenance, NewToken,
-    Page, PageRequest, PolicyEntry, PolicyRow, Recorded, Result, Revisions, Seen, SessionCutoff,
-    SessionStore, SettingsRecord, StoredSession, SubscriptionRow, SyncRecord, SyncWrite,
-    ThrottleStore, TokenCapReached, TokenRecord,
+    EventQuery, EventRecord, EventStore, FleetStats, Group, IdentityStore, IntakeEvent,
+    IntakeRecord, Maintenance, NewToken, Page, PageRequest, PolicyEntry, PolicyRow, Recorded,
+    Result, Revisions, Seen, SessionCutoff, SessionStore, SettingsRecord, StoredSession,
+    SubscriptionRow, SyncRecord, SyncWrite, ThrottleStore, TokenCapReached, TokenRecord,
 };
 use crate::soap::Params;
 use time::OffsetDateTime;
@@ -463,6 +463,40 @@ impl<E: Engine> EventStore for E {
     async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>> {
         let query = query.clone();
         read(self, crate::job!(|c| events::events(c, &query))).await
+    }
+
+    async fn store_intake(
+        &self,
+        event: &IntakeEvent,
+        received_at: OffsetDateTime,
+        source_address: &str,
+        account: Option<&str>,
+    ) -> Result<Option<i64>> {
+        let (event, source) = (event.clone(), source_address.to_string());
+        let account = account.map(str::to_string);
+        write(
+            self,
+            crate::job!(|c| events::store_intake(
+                c,
+                &event,
+                received_at,
+                &source,
+                account.as_deref()
+            )),
+        )
+        .await
+    }
+
+    async fn intake_events(
+        &self,
+        after_id: Option<i64>,
+        page: PageRequest,
+    ) -> Result<Page<IntakeRecord>> {
+        read(
+            self,
+            crate::job!(|c| events::intake_events(c, after_id, page)),
+        )
+        .await
     }
 
     async fn events_by_rows(
