@@ -4,12 +4,12 @@
 //! names in any case, nullable fields, `Event` as a number or a name, `EventType` 1–4, ISO 8601
 //! times with no offset meaning UTC) are here; the surface only maps HTTP.
 
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, Header};
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-use super::rights::{Access, Caller, FuncArea, Role};
+use super::rights::{Access, Caller, FuncArea};
 use super::tokens::Claims;
 use super::{Domain, DomainError, Result};
 use crate::store::{IntakeEvent, IntakeRecord, Page, PageRequest};
@@ -174,39 +174,13 @@ impl Domain {
         address: Option<std::net::IpAddr>,
     ) -> Result<Caller> {
         let unauthenticated = |why: &str| DomainError::Unauthenticated(why.to_string());
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[INTAKE_AUDIENCE]);
-        validation.validate_exp = false;
-        validation.required_spec_claims = ["sub", "aud", "exp"]
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let claims = jsonwebtoken::decode::<Claims>(token, self.tokens.decoding(), &validation)
-            .map_err(|_| unauthenticated("invalid token"))?
-            .claims;
-        if claims.exp <= self.clock.now().unix_timestamp() {
-            return Err(unauthenticated("the token has expired"));
-        }
+        let claims = self.claims(token, INTAKE_AUDIENCE)?;
         let account = claims
             .sub
             .strip_prefix("intake:")
             .and_then(|id| id.parse::<i64>().ok())
             .ok_or_else(|| unauthenticated("invalid token"))?;
-        let account = self
-            .store
-            .account(account)
-            .await?
-            .filter(|a| !a.disabled)
-            .ok_or_else(|| unauthenticated("the token's account is disabled or gone"))?;
-        let role = Role::parse(&account.role)
-            .ok_or_else(|| DomainError::Internal(format!("unknown role {:?}", account.role)))?;
-        let caller = Caller {
-            account_id: Some(account.id),
-            name: account.name,
-            role,
-            token: Some(claims.sub),
-            address: address.map(|a| a.to_string()),
-        };
+        let caller = self.token_caller(account, claims.sub, address).await?;
         caller
             .require(FuncArea::Events, Access::Write)
             .map_err(|_| unauthenticated("the token's account may no longer send events"))?;

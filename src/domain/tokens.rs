@@ -45,10 +45,6 @@ impl TokenKeys {
         &self.encoding
     }
 
-    pub(super) fn decoding(&self) -> &DecodingKey {
-        &self.decoding
-    }
-
     pub fn load_or_create(path: &Path) -> std::io::Result<TokenKeys> {
         let secret = crate::auth::Secret::load_or_create(path)?;
         Ok(TokenKeys::from_secret(secret.bytes()))
@@ -214,21 +210,8 @@ impl Domain {
         address: Option<std::net::IpAddr>,
     ) -> Result<Caller> {
         let unauthenticated = |why: &str| DomainError::Unauthenticated(why.to_string());
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[ADMIN_AUDIENCE]);
-        // Expiry is checked below against the domain's clock, to the second.
-        validation.validate_exp = false;
-        validation.required_spec_claims = ["sub", "aud", "exp"]
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.tokens.decoding, &validation)
-            .map_err(|_| unauthenticated("invalid token"))?
-            .claims;
+        let claims = self.claims(token, ADMIN_AUDIENCE)?;
         let now = self.clock.now();
-        if claims.exp <= now.unix_timestamp() {
-            return Err(unauthenticated("the token has expired"));
-        }
         let record = self
             .store
             .token_by_subject(&claims.sub)
@@ -240,19 +223,52 @@ impl Domain {
         if record.expires_at <= now {
             return Err(unauthenticated("the token has expired"));
         }
+        self.token_caller(record.account_id, record.subject, address)
+            .await
+    }
+
+    /// The claims of a JWT signed with our key for `audience`, not expired by the domain's clock
+    /// (to the second, no leeway); any failure is [`DomainError::Unauthenticated`].
+    pub(super) fn claims(&self, token: &str, audience: &str) -> Result<Claims> {
+        let unauthenticated = |why: &str| DomainError::Unauthenticated(why.to_string());
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[audience]);
+        validation.validate_exp = false;
+        validation.required_spec_claims = ["sub", "aud", "exp"]
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.tokens.decoding, &validation)
+            .map_err(|_| unauthenticated("invalid token"))?
+            .claims;
+        if claims.exp <= self.clock.now().unix_timestamp() {
+            return Err(unauthenticated("the token has expired"));
+        }
+        Ok(claims)
+    }
+
+    /// The caller a token of `account` acts as, if the account exists and is enabled.
+    pub(super) async fn token_caller(
+        &self,
+        account: i64,
+        subject: String,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<Caller> {
         let account = self
             .store
-            .account(record.account_id)
+            .account(account)
             .await?
             .filter(|a| !a.disabled)
-            .ok_or_else(|| unauthenticated("the token's account is disabled or gone"))?;
+            .ok_or_else(|| {
+                DomainError::Unauthenticated("the token's account is disabled or gone".into())
+            })?;
         let role = Role::parse(&account.role)
             .ok_or_else(|| DomainError::Internal(format!("unknown role {:?}", account.role)))?;
         Ok(Caller {
             account_id: Some(account.id),
             name: account.name,
             role,
-            token: Some(record.subject),
+            token: Some(subject),
             address: address.map(|a| a.to_string()),
         })
     }
