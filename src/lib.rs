@@ -7,6 +7,7 @@
 //! - [`store`]: persistence behind role traits, SQLite and PostgreSQL; the only module that writes SQL.
 //! - [`sessions`]: device sessions and their expiry, in memory or in the store.
 //! - [`auth`], [`updates`]: device credentials and per-address limits; the update-file directory.
+//! - [`export`]: device and intake events in SIEM formats (CEF).
 //! - [`domain`]: admin operations, rights, accounts, tokens, audit and the event bus.
 //! - [`device`]: the device protocol service — decoded requests in, responses out.
 //! - [`error`]: device-side errors and the one mapping to `param-error` codes.
@@ -26,6 +27,7 @@ pub mod device;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod server;
 pub mod sessions;
 #[cfg(feature = "simulator")]

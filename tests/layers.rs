@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["sync"],
     &["events"],
     &["store"],
+    &["export"],
     &["auth", "updates", "tls"],
     &["sessions"],
     &["domain"],
