@@ -179,6 +179,20 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
             async move { domain.bus.run(stopped).await }
         }),
     ));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "mobile-admin".into());
+    for sink in &config.export.sinks {
+        tasks.push((
+            "export sink",
+            tokio::spawn(crate::export::sink::run(
+                domain.clone(),
+                sink.clone(),
+                host.clone(),
+                stopped.clone(),
+            )),
+        ));
+    }
     tasks.push((
         "sweeper",
         tokio::spawn(sweep(

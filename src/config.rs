@@ -47,6 +47,7 @@ pub struct Config {
     pub protocol: crate::device::ProtocolConfig,
     pub admin: crate::domain::AdminConfig,
     pub intake: crate::api::intake::IntakeConfig,
+    pub export: crate::export::sink::ExportConfig,
 }
 
 impl Default for Config {
@@ -69,6 +70,7 @@ impl Default for Config {
             protocol: Default::default(),
             admin: Default::default(),
             intake: Default::default(),
+            export: Default::default(),
         }
     }
 }
@@ -211,6 +213,7 @@ impl fmt::Debug for Config {
             .field("protocol", &self.protocol)
             .field("admin", &self.admin)
             .field("intake", &self.intake)
+            .field("export", &self.export)
             .finish()
     }
 }

@@ -7,8 +7,8 @@
 //! - [`store`]: persistence behind role traits, SQLite and PostgreSQL; the only module that writes SQL.
 //! - [`sessions`]: device sessions and their expiry, in memory or in the store.
 //! - [`auth`], [`updates`]: device credentials and per-address limits; the update-file directory.
-//! - [`export`]: device and intake events in SIEM formats (CEF).
 //! - [`domain`]: admin operations, rights, accounts, tokens, audit and the event bus.
+//! - [`export`]: device and intake events out to SIEMs (CEF files), from the bus.
 //! - [`device`]: the device protocol service — decoded requests in, responses out.
 //! - [`error`]: device-side errors and the one mapping to `param-error` codes.
 //! - [`api`]: the admin REST API (seed 001's conventions) over the domain, with its OpenAPI document.

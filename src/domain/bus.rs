@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use tokio::sync::{broadcast, watch};
 
 use super::Result;
-use crate::store::{BusRecord, EventRecord, Store};
+use crate::store::{BusRecord, EventRecord, IntakeRecord, PageRequest, Store};
 
 /// What in-process subscribers may fall behind by before they lose entries (and are told so).
 const LIVE_CAPACITY: usize = 4096;
@@ -40,10 +40,39 @@ pub struct BusEvent {
     pub payload: Option<serde_json::Value>,
     /// For `device.event`: the event.
     pub event: Option<EventRecord>,
+    /// For `intake.event`: the event.
+    pub intake: Option<IntakeRecord>,
 }
 
 /// Turns outbox entries into bus events, reading the device events an entry stands for.
 async fn expand(store: &dyn Store, record: BusRecord) -> Result<Vec<BusEvent>> {
+    if record.topic == "intake.event" {
+        let id = record
+            .payload
+            .as_ref()
+            .and_then(|p| p.get("id"))
+            .and_then(|id| id.as_i64())
+            .unwrap_or(0);
+        let one = PageRequest {
+            offset: 0,
+            limit: 1,
+        };
+        let intake = store
+            .intake_events(Some(id - 1), one)
+            .await?
+            .items
+            .into_iter()
+            .find(|r| r.id == id);
+        return Ok(vec![BusEvent {
+            seq: record.seq,
+            at: record.at,
+            topic: record.topic,
+            object_id: record.object_id,
+            payload: record.payload,
+            event: None,
+            intake,
+        }]);
+    }
     if record.topic != "device.events" {
         return Ok(vec![BusEvent {
             seq: record.seq,
@@ -52,6 +81,7 @@ async fn expand(store: &dyn Store, record: BusRecord) -> Result<Vec<BusEvent>> {
             object_id: record.object_id,
             payload: record.payload,
             event: None,
+            intake: None,
         }]);
     }
     let ids: Vec<i64> = record
@@ -71,6 +101,7 @@ async fn expand(store: &dyn Store, record: BusRecord) -> Result<Vec<BusEvent>> {
             object_id: Some(event.device_id.clone()),
             payload: None,
             event: Some(event),
+            intake: None,
         })
         .collect())
 }

@@ -1,4 +1,7 @@
 //! Events out: device events and intake events in the formats SIEMs read. [`cef`] writes one CEF
-//! line per event.
+//! line per event (pure); [`files`] keeps the CEF exchange folder; [`sink`] runs each configured
+//! sink as a durable consumer of the bus.
 
 pub mod cef;
+pub mod files;
+pub mod sink;

@@ -1,0 +1,216 @@
+//! The CEF files sink against the real server, on the backend under test: device and intake events
+//! reach the exchange folder in commit order, each once, as lines a standard CEF parser reads;
+//! files rotate at `max_lines` and the oldest go beyond `max_files`; a restart goes on from the
+//! sink's cursor, and lines written before a crash that the cursor does not yet cover are not
+//! written twice.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use mobile_admin::export::sink::SinkConfig;
+use serde_json::{json, Value};
+
+fn sink(dir: &Path, max_lines: usize, max_files: usize) -> SinkConfig {
+    SinkConfig::CefFiles {
+        name: "siem".into(),
+        dir: dir.to_path_buf(),
+        prefix: "ArcSight".into(),
+        max_lines,
+        max_files,
+    }
+}
+
+/// The folder's lines, oldest file first.
+fn lines(dir: &Path) -> Vec<String> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+async fn wait_for_lines(dir: &Path, n: usize) -> Vec<String> {
+    for _ in 0..100 {
+        let got = lines(dir);
+        if got.len() >= n {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{n} lines expected, found {:?}", lines(dir));
+}
+
+fn parsed(lines: &[String]) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lines.txt");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cef_parse.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn device_and_intake_events_reach_the_cef_folder_once_and_in_order() {
+    let cef_dir = tempfile::tempdir().unwrap();
+    let folder = cef_dir.path().join("exchange");
+    let server = TestServer::start_with(|c| {
+        c.export.sinks = vec![sink(&folder, 4, 100)];
+        c.intake.require_auth = false;
+    })
+    .await;
+    let mut dev = server.device("IMEI-CEF", "pw").await;
+    dev.begin().await.unwrap();
+    for call in 0..2 {
+        let batch = (0..5)
+            .map(|n| event(call * 5 + n, "GNRL_EV_VIRUS_FOUND"))
+            .collect();
+        assert!(dev.put_events(batch).await.is_none());
+    }
+    let mut intake = server.api_anonymous();
+    intake.base = intake.base.trim_end_matches("/api/v1").to_string();
+    for uid in [
+        "955f8b51-00a4-4807-b723-a3e5c547da01",
+        "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+    ] {
+        intake
+            .post(
+                "/api/OrchEvents",
+                json!({"Id": uid, "Event": 2001, "EventType": 3, "Text": "a=b|c"}),
+            )
+            .await
+            .ok();
+    }
+    let got = wait_for_lines(&folder, 12).await;
+    assert_eq!(got.len(), 12, "{got:#?}");
+    // Rotation: files of 4 lines, named by the hour and a number.
+    let mut names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for (i, name) in names.iter().enumerate() {
+        assert!(
+            name.starts_with("ArcSight-") && name.ends_with(&format!("-{i:04}.txt")),
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(folder.join(name))
+                .unwrap()
+                .lines()
+                .count(),
+            4
+        );
+    }
+    // Every line parses, in commit order, each event once with its fields.
+    let cef = parsed(&got);
+    let device_ids: Vec<&str> = cef[..10]
+        .iter()
+        .map(|p| p["externalId"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..10).map(|n| format!("evt-{n}")).collect();
+    assert_eq!(device_ids, expected);
+    for p in &cef[..10] {
+        assert_eq!(p["deviceExternalId"], "IMEI-CEF");
+        assert_eq!(p["DeviceSeverity"], "10");
+        assert_eq!(p["virusName"], "EICAR-Test-File");
+    }
+    assert_eq!(cef[10]["id"], "955f8b51-00a4-4807-b723-a3e5c547da01");
+    assert_eq!(cef[11]["msg"], "a=b|c");
+    assert_eq!(cef[11]["DeviceSeverity"], "10");
+
+    // A restart goes on from the cursor: the next event once, nothing repeated.
+    let (dir, config) = server.stop().await;
+    let server = TestServer::start_in(dir, config).await;
+    let mut dev = server.device("IMEI-CEF", "pw").await;
+    dev.begin().await.unwrap();
+    assert!(dev
+        .put_events(vec![event(10, "APP_STARTED")])
+        .await
+        .is_none());
+    let got = wait_for_lines(&folder, 13).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(lines(&folder).len(), 13);
+    assert!(got[12].contains("externalId=evt-10"));
+
+    // A crash after the lines were synced but before the cursor moved: the lines are not
+    // written again.
+    let (dir, config) = server.stop().await;
+    server_sql_reset_cursor(&config).await;
+    let server = TestServer::start_in(dir, config).await;
+    let mut dev = server.device("IMEI-CEF", "pw").await;
+    dev.begin().await.unwrap();
+    assert!(dev
+        .put_events(vec![event(11, "APP_STARTED")])
+        .await
+        .is_none());
+    wait_for_lines(&folder, 14).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = lines(&folder);
+    assert_eq!(all.len(), 14, "{all:#?}");
+    assert!(all[13].contains("externalId=evt-11"));
+    server.stop().await;
+}
+
+/// Puts the sink's cursor back to the start, as if the server died after writing its lines.
+async fn server_sql_reset_cursor(config: &mobile_admin::config::Config) {
+    let db = Db::connect(&config.database_url()).await;
+    db.execute("UPDATE bus_cursors SET seq = 0 WHERE consumer = 'export:siem'")
+        .await;
+}
+
+#[tokio::test]
+async fn the_oldest_files_go_beyond_max_files() {
+    let cef_dir = tempfile::tempdir().unwrap();
+    let folder = cef_dir.path().join("exchange");
+    let server = TestServer::start_with(|c| c.export.sinks = vec![sink(&folder, 2, 2)]).await;
+    let mut dev = server.device("IMEI-KEEP", "pw").await;
+    dev.begin().await.unwrap();
+    for n in 0..7 {
+        assert!(dev
+            .put_events(vec![event(n, "APP_STARTED")])
+            .await
+            .is_none());
+    }
+    // 7 lines in files of 2: four files made, the two newest kept (lines 4, 5 and 6).
+    for _ in 0..100 {
+        if lines(&folder)
+            .last()
+            .is_some_and(|l| l.contains("externalId=evt-6 "))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let files = std::fs::read_dir(&folder).unwrap().count();
+    assert_eq!(files, 2);
+    let kept = lines(&folder);
+    assert_eq!(kept.len(), 3, "{kept:#?}");
+    assert!(kept[0].contains("externalId=evt-4 "));
+    server.stop().await;
+}
