@@ -214,3 +214,108 @@ async fn the_oldest_files_go_beyond_max_files() {
     assert!(kept[0].contains("externalId=evt-4 "));
     server.stop().await;
 }
+
+/// `kill -9` of the real server while it exports: after a restart every event the devices had
+/// acknowledged is in the folder, and no event twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_in_mid_export_loses_and_doubles_nothing() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = TestDir::new().await;
+    let folder = dir.path().join("exchange");
+    let config_file = dir.path().join("export.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[[export.sinks]]\nkind = \"cef_files\"\nname = \"siem\"\ndir = {:?}\nmax_lines = 500\nmax_files = 1000\n",
+            folder.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let args = [
+        "--database-url",
+        dir.db.url(),
+        "--config",
+        config_file.to_str().unwrap(),
+    ];
+    let process = ServerProcess::spawn(dir.path(), &args);
+    let connector = tls_client(&generated_cert(dir.path()));
+    let addr = process.addr;
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for d in 0..4 {
+        let (connector, acked, count, stop) = (
+            connector.clone(),
+            acked.clone(),
+            count.clone(),
+            stop.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            let mut dev = TestDevice {
+                conn: Connection::open(&connector, addr).await,
+                id: format!("IMEI-X{d}"),
+                password: "pw".into(),
+                session: String::new(),
+            };
+            dev.begin().await.unwrap();
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let batch: Vec<_> = (0..10).map(|i| event(n + i, "APP_EVENT")).collect();
+                let ids: Vec<String> = batch
+                    .iter()
+                    .map(|e| format!("IMEI-X{d}/{}", e.event_id))
+                    .collect();
+                n += 10;
+                match dev.try_put_events(batch).await {
+                    Some(None) => {
+                        acked.lock().unwrap().extend(ids);
+                        count.fetch_add(10, Ordering::SeqCst);
+                    }
+                    Some(Some(e)) => panic!("refused: {e:?}"),
+                    None => break,
+                }
+            }
+        }));
+    }
+    // Kill it once the export is under way.
+    while count.load(Ordering::SeqCst) < 1500 || lines(&folder).len() < 200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    process.kill();
+    stop.store(true, Ordering::SeqCst);
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let process = ServerProcess::spawn(dir.path(), &args);
+    for _ in 0..200 {
+        if lines(&folder).len() >= acked.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let exported = lines(&folder);
+    let key = |line: &String| {
+        let field = |k: &str| {
+            line.split(' ')
+                .find_map(|p| p.strip_prefix(k))
+                .unwrap_or_default()
+                .to_string()
+        };
+        format!("{}/{}", field("deviceExternalId="), field("externalId="))
+    };
+    let keys: Vec<String> = exported.iter().map(key).collect();
+    let unique: std::collections::BTreeSet<&String> = keys.iter().collect();
+    assert_eq!(unique.len(), keys.len(), "an event exported twice");
+    for id in &acked {
+        assert!(
+            unique.contains(id),
+            "acknowledged {id} is not in the folder"
+        );
+    }
+    process.kill();
+}
