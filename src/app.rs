@@ -182,11 +182,13 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "mobile-admin".into());
+    let sinks = Arc::new(crate::export::sink::Sinks::default());
     for sink in &config.export.sinks {
         tasks.push((
             "export sink",
             tokio::spawn(crate::export::sink::run(
                 domain.clone(),
+                sinks.clone(),
                 sink.clone(),
                 host.clone(),
                 stopped.clone(),
@@ -210,6 +212,7 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
         )),
         max_upload_bytes: config.admin.max_upload_bytes,
         intake: Arc::new(config.intake.clone()),
+        sinks: sinks.clone(),
     });
     let ports = async {
         let device_port = server::start(

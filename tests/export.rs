@@ -144,6 +144,38 @@ async fn device_and_intake_events_reach_the_cef_folder_once_and_in_order() {
     assert_eq!(cef[11]["msg"], "a=b|c");
     assert_eq!(cef[11]["DeviceSeverity"], "10");
 
+    // The status in the API: caught up, a success, no error.
+    let api = server.api().await;
+    let mut status = Value::Null;
+    for _ in 0..50 {
+        status = api.get("/export/sinks").await.ok();
+        if status["list"][0]["lag_entries"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sink = &status["list"][0];
+    assert_eq!(sink["name"], "siem", "{status}");
+    assert_eq!(sink["kind"], "cef_files");
+    assert_eq!(sink["cursor"], sink["head"], "{status}");
+    assert!(
+        sink["last_success"].is_string() && sink["last_error"].is_null(),
+        "{status}"
+    );
+    api.post(
+        "/admins",
+        json!({"name": "bot", "role": "integration", "password": "integration password"}),
+    )
+    .await
+    .ok();
+    server
+        .api_anonymous()
+        .login("bot", "integration password")
+        .await
+        .get("/export/sinks")
+        .await
+        .refused(403);
+
     // A restart goes on from the cursor: the next event once, nothing repeated.
     let (dir, config) = server.stop().await;
     let server = TestServer::start_in(dir, config).await;

@@ -44,6 +44,10 @@ async fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
         // Operations that would end the run's own credentials.
         .args(["--exclude-path", "/api/v1/logout"])
         .args(["--exclude-path-regex", "^/api/v1/tokens/"])
+        // A body that is a map of the recursive typed values: this Schemathesis version cannot
+        // generate one at times ("a `not` whose complement is not spelled out"); tests/api.rs
+        // covers the operation.
+        .args(["--exclude-operation-id", "queue_settings"])
         .args(["--max-examples", "50", "--seed", "20261205"])
         // Not the coverage phase: its malformed header values are refused by the HTTP parser,
         // which closes the connection (a transport error, not an answer of the API), and it

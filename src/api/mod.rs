@@ -49,6 +49,8 @@ pub struct ApiState {
     pub max_upload_bytes: u64,
     /// Seed 002's intake webhook.
     pub intake: Arc<intake::IntakeConfig>,
+    /// The export sinks' last successes and errors.
+    pub sinks: Arc<crate::export::sink::Sinks>,
 }
 
 /// Requests per second, per token subject and over all (seed 001 answers excess with 503).

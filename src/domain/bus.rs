@@ -215,6 +215,49 @@ impl Bus {
     }
 }
 
+/// Where a durable consumer stands: its cursor, the newest entry, and how far behind it is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lag {
+    pub cursor: i64,
+    pub head: i64,
+    /// Entries committed after the cursor.
+    pub entries: i64,
+    /// Age of the oldest entry after the cursor (zero when there is none).
+    pub seconds: f64,
+}
+
+impl super::Domain {
+    /// Where each of the durable consumers `names` stands (Read on the events area).
+    pub async fn consumer_lags(
+        &self,
+        caller: &super::Caller,
+        names: &[String],
+    ) -> Result<Vec<Lag>> {
+        caller.require(super::FuncArea::Events, super::Access::Read)?;
+        let mut lags = Vec::with_capacity(names.len());
+        for name in names {
+            lags.push(self.consumer_lag(name).await?);
+        }
+        Ok(lags)
+    }
+
+    async fn consumer_lag(&self, name: &str) -> Result<Lag> {
+        let cursor = self.store.cursor(name).await?.unwrap_or(0);
+        let head = self.store.bus_head().await?;
+        let oldest = self.store.bus_after(cursor, 1).await?;
+        let seconds = oldest
+            .first()
+            .map(|r| (self.clock.now() - r.at).as_seconds_f64().max(0.0))
+            .unwrap_or(0.0);
+        Ok(Lag {
+            cursor,
+            head,
+            entries: (head - cursor).max(0),
+            seconds,
+        })
+    }
+}
+
 /// What a [`Consumer`] read: the events, and the last outbox entry they come from (an entry may
 /// stand for no event at all, such as the events of a device deleted since).
 #[derive(Debug, Clone, PartialEq)]

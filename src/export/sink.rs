@@ -57,6 +57,47 @@ impl SinkConfig {
     }
 }
 
+/// What the running sinks last did, for the status the API shows.
+#[derive(Debug, Default)]
+pub struct Sinks {
+    states: std::sync::Mutex<std::collections::BTreeMap<String, SinkState>>,
+}
+
+/// One sink's last success and last error.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SinkState {
+    pub kind: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_success: Option<time::OffsetDateTime>,
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_error_at: Option<time::OffsetDateTime>,
+}
+
+impl Sinks {
+    fn update(&self, name: &str, kind: &str, change: impl FnOnce(&mut SinkState)) {
+        let mut states = self.states.lock().unwrap();
+        let state = states.entry(name.to_string()).or_default();
+        state.kind = kind.to_string();
+        change(state);
+    }
+
+    /// Every configured sink by name.
+    pub fn states(&self) -> Vec<(String, SinkState)> {
+        self.states
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// The name of a sink's bus cursor.
+pub fn cursor_name(sink: &str) -> String {
+    format!("export:{sink}")
+}
+
 /// Where an exported event stands in the bus: its entry and, within an entry of several device
 /// events, its row. Written into each line (`cn1`, `cn2`) so that the files say where they stop.
 type Place = (i64, i64);
@@ -96,10 +137,13 @@ fn line(source: &cef::Source, event: &BusEvent) -> Option<String> {
 /// the rest, then moves the cursor.
 pub async fn run(
     domain: Arc<Domain>,
+    sinks: Arc<Sinks>,
     config: SinkConfig,
     host: String,
     mut stop: watch::Receiver<bool>,
 ) {
+    let kind = "cef_files";
+    sinks.update(config.name(), kind, |_| {});
     let SinkConfig::CefFiles {
         name,
         dir,
@@ -121,6 +165,10 @@ pub async fn run(
         Ok(Ok(opened)) => opened,
         Ok(Err(e)) => {
             tracing::error!(sink = %name, dir = %dir.display(), error = %e, "export sink cannot open its folder");
+            sinks.update(&name, kind, |s| {
+                s.last_error = Some(format!("cannot open {}: {e}", dir.display()));
+                s.last_error_at = Some(time::OffsetDateTime::now_utc());
+            });
             return;
         }
         Err(e) => {
@@ -130,7 +178,7 @@ pub async fn run(
     };
     let files = Arc::new(std::sync::Mutex::new(files));
     let mut consumer = loop {
-        match domain.bus.consumer(&format!("export:{name}"), 0).await {
+        match domain.bus.consumer(&cursor_name(&name), 0).await {
             Ok(c) => break c,
             Err(e) => {
                 tracing::warn!(sink = %name, error = %e, "export sink waits for the database");
@@ -182,8 +230,17 @@ pub async fn run(
         }
         .await;
         match result {
-            Ok(()) => backoff = Duration::from_millis(200),
+            Ok(()) => {
+                backoff = Duration::from_millis(200);
+                sinks.update(&name, kind, |s| {
+                    s.last_success = Some(time::OffsetDateTime::now_utc())
+                });
+            }
             Err(e) => {
+                sinks.update(&name, kind, |s| {
+                    s.last_error = Some(e.to_string());
+                    s.last_error_at = Some(time::OffsetDateTime::now_utc());
+                });
                 tracing::warn!(sink = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "export sink held back");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}

@@ -21,6 +21,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_events))
         .routes(routes!(export_events))
         .routes(routes!(list_intake))
+        .routes(routes!(export_sinks))
         .routes(routes!(list_audit))
         .routes(routes!(stats))
 }
@@ -247,6 +248,58 @@ async fn list_intake(
         })
         .collect();
     Ok(axum::Json(ListOf::page(list, found.total, page)))
+}
+
+/// An export sink and how far behind it is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SinkStatus {
+    pub name: String,
+    /// `cef_files`.
+    pub kind: String,
+    /// The last bus entry the sink has written, and the newest there is.
+    pub cursor: i64,
+    pub head: i64,
+    /// Bus entries committed and not yet exported.
+    pub lag_entries: i64,
+    /// Age of the oldest entry not yet exported.
+    pub lag_seconds: f64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_success: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_error_at: Option<OffsetDateTime>,
+}
+
+/// The export sinks of this node: cursor, lag, last success, last error.
+#[utoipa::path(get, path = "/export/sinks", tag = "events", params(Paging),
+    responses((status = 200, body = ListOf<SinkStatus>), Refusals))]
+async fn export_sinks(
+    State(state): State<ApiState>,
+    Auth(caller): Auth,
+    Query(paging): Query<Paging>,
+) -> Reply<ListOf<SinkStatus>> {
+    let page = paging.page()?;
+    let sinks = state.sinks.states();
+    let cursors: Vec<String> = sinks
+        .iter()
+        .map(|(name, _)| crate::export::sink::cursor_name(name))
+        .collect();
+    let lags = state.domain.consumer_lags(&caller, &cursors).await?;
+    let mut list = Vec::new();
+    for ((name, s), lag) in sinks.into_iter().zip(lags) {
+        list.push(SinkStatus {
+            name,
+            kind: s.kind,
+            cursor: lag.cursor,
+            head: lag.head,
+            lag_entries: lag.entries,
+            lag_seconds: lag.seconds,
+            last_success: s.last_success,
+            last_error: s.last_error,
+            last_error_at: s.last_error_at,
+        });
+    }
+    Ok(axum::Json(ListOf::slice(list, page)))
 }
 
 /// Which audit entries.
