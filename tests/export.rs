@@ -351,3 +351,138 @@ async fn a_kill_in_mid_export_loses_and_doubles_nothing() {
     }
     process.kill();
 }
+
+/// A syslog receiver over TCP (RFC 6587 octet counting) that keeps every message it got.
+struct Receiver {
+    addr: std::net::SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Receiver {
+    async fn start(addr: &str, got: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = tasks.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let kept = got.clone();
+                let connection = tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut stream = tokio::io::BufReader::new(stream);
+                    loop {
+                        let mut len = Vec::new();
+                        loop {
+                            let Ok(b) = stream.read_u8().await else {
+                                return;
+                            };
+                            if b == b' ' {
+                                break;
+                            }
+                            len.push(b);
+                        }
+                        let n: usize = String::from_utf8(len).unwrap().parse().unwrap();
+                        let mut message = vec![0; n];
+                        if stream.read_exact(&mut message).await.is_err() {
+                            return;
+                        }
+                        kept.lock()
+                            .unwrap()
+                            .push(String::from_utf8(message).unwrap());
+                    }
+                });
+                connections.lock().unwrap().push(connection);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        Receiver { addr, tasks }
+    }
+
+    /// Closes the listener and every connection, as a receiver that stops.
+    async fn stop(self) {
+        let tasks: Vec<_> = self.tasks.lock().unwrap().drain(..).collect();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn syslog_receivers_get_every_event_in_order_across_an_outage() {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let receiver = Receiver::start("127.0.0.1:0", got.clone()).await;
+    let addr = receiver.addr;
+    let server = TestServer::start_with(|c| {
+        c.export.sinks = vec![serde_json::from_value(json!({
+            "kind": "syslog", "name": "siem-tcp", "address": addr.to_string(), "transport": "tcp"
+        }))
+        .unwrap()];
+    })
+    .await;
+    let mut dev = server.device("IMEI-SYS", "pw").await;
+    dev.begin().await.unwrap();
+    assert!(dev
+        .put_events((0..5).map(|n| event(n, "GNRL_EV_VIRUS_FOUND")).collect())
+        .await
+        .is_none());
+    let wait_for = |n: usize| {
+        let got = got.clone();
+        async move {
+            for _ in 0..300 {
+                if got.lock().unwrap().len() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("{n} messages expected, got {:?}", got.lock().unwrap());
+        }
+    };
+    wait_for(5).await;
+    // RFC 5424, facility local0, severity critical for a severity-4 event, CEF in the message.
+    let first = got.lock().unwrap()[0].clone();
+    assert!(first.starts_with("<130>1 20"), "{first}");
+    assert!(
+        first.contains(" mobile-admin - - - CEF:0|mobile-admin|"),
+        "{first}"
+    );
+    assert!(first.contains("externalId=evt-0 "), "{first}");
+
+    // The receiver goes away; events keep coming; it comes back on the same address.
+    receiver.stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 5..10 {
+        assert!(dev
+            .put_events(vec![event(n, "APP_STARTED")])
+            .await
+            .is_none());
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let receiver = Receiver::start(&addr.to_string(), got.clone()).await;
+    wait_for(10).await;
+    // Every event at least once, in order (a resend repeats only what may not have arrived).
+    let ids: Vec<String> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m.split(' ')
+                .find_map(|p| p.strip_prefix("externalId="))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut firsts: Vec<String> = Vec::new();
+    for id in &ids {
+        if !firsts.contains(id) {
+            firsts.push(id.clone());
+        }
+    }
+    let expected: Vec<String> = (0..10).map(|n| format!("evt-{n}")).collect();
+    assert_eq!(firsts, expected, "{ids:?}");
+    receiver.stop().await;
+    server.stop().await;
+}

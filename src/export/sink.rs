@@ -37,6 +37,26 @@ pub enum SinkConfig {
         #[serde(default = "default_max_files")]
         max_files: usize,
     },
+    /// Syslog messages carrying CEF lines (at least once, in order; over UDP, what is lost on
+    /// the network is lost).
+    Syslog {
+        name: String,
+        /// `HOST:PORT` of the receiver.
+        address: String,
+        #[serde(default = "default_transport")]
+        transport: super::syslog::Transport,
+        #[serde(default = "default_format")]
+        format: super::syslog::Format,
+        /// PEM certificate(s) the receiver's must chain to (TLS).
+        cafile: Option<PathBuf>,
+    },
+}
+
+fn default_transport() -> super::syslog::Transport {
+    super::syslog::Transport::Tcp
+}
+fn default_format() -> super::syslog::Format {
+    super::syslog::Format::Rfc5424
 }
 
 fn default_prefix() -> String {
@@ -52,7 +72,14 @@ fn default_max_files() -> usize {
 impl SinkConfig {
     pub fn name(&self) -> &str {
         match self {
-            SinkConfig::CefFiles { name, .. } => name,
+            SinkConfig::CefFiles { name, .. } | SinkConfig::Syslog { name, .. } => name,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::CefFiles { .. } => "cef_files",
+            SinkConfig::Syslog { .. } => "syslog",
         }
     }
 }
@@ -132,9 +159,134 @@ fn line(source: &cef::Source, event: &BusEvent) -> Option<String> {
     Some(line)
 }
 
-/// Runs a CEF files sink until `stop`: reads the bus from its cursor, skips what the folder
-/// already holds (lines written before a crash, whose cursor did not move yet), appends and syncs
-/// the rest, then moves the cursor.
+/// Where a sink writes.
+enum Target {
+    Files(Arc<std::sync::Mutex<CefFiles>>),
+    Syslog {
+        client: super::syslog::Syslog,
+        format: super::syslog::Format,
+        host: String,
+    },
+}
+
+impl Target {
+    /// Opens the target; for files also says where the folder's last line stands.
+    async fn open(config: &SinkConfig, host: &str) -> Result<(Target, Option<Place>), String> {
+        match config.clone() {
+            SinkConfig::CefFiles {
+                dir,
+                prefix,
+                max_lines,
+                max_files,
+                ..
+            } => {
+                let opened = tokio::task::spawn_blocking(move || {
+                    let files = CefFiles::open(&dir, &prefix, max_lines, max_files)
+                        .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+                    let written = files
+                        .last_line()
+                        .map_err(|e| e.to_string())?
+                        .as_deref()
+                        .and_then(place_of_line);
+                    Ok::<_, String>((files, written))
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                Ok((
+                    Target::Files(Arc::new(std::sync::Mutex::new(opened.0))),
+                    opened.1,
+                ))
+            }
+            SinkConfig::Syslog {
+                address,
+                transport,
+                format,
+                cafile,
+                ..
+            } => {
+                let client = super::syslog::Syslog::new(&address, transport, cafile.as_deref())?;
+                Ok((
+                    Target::Syslog {
+                        client,
+                        format,
+                        host: host.to_string(),
+                    },
+                    None,
+                ))
+            }
+        }
+    }
+
+    /// Writes `lines` (CEF lines with their time and severity), all or none acknowledged.
+    async fn write(&mut self, lines: Vec<Exported>) -> Result<(), String> {
+        match self {
+            Target::Files(files) => {
+                let files = files.clone();
+                let lines: Vec<String> = lines.into_iter().map(|l| l.line).collect();
+                tokio::task::spawn_blocking(move || {
+                    files
+                        .lock()
+                        .unwrap()
+                        .append(&lines, time::OffsetDateTime::now_utc())
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("writing CEF files: {e}"))
+            }
+            Target::Syslog {
+                client,
+                format,
+                host,
+            } => {
+                let messages: Vec<String> = lines
+                    .iter()
+                    .map(|l| {
+                        let cef = l.line.find("CEF:0|").map_or(&l.line[..], |i| &l.line[i..]);
+                        super::syslog::message(*format, host, l.at, &l.severity, cef)
+                    })
+                    .collect();
+                client
+                    .send(&messages)
+                    .await
+                    .map_err(|e| format!("sending syslog: {e}"))
+            }
+        }
+    }
+}
+
+/// An event to write: its CEF line, time, CEF severity and place on the bus.
+struct Exported {
+    line: String,
+    at: time::OffsetDateTime,
+    severity: String,
+    place: Place,
+}
+
+fn exported(source: &cef::Source, event: &BusEvent) -> Option<Exported> {
+    let place = place(event)?;
+    let line = line(source, event)?;
+    let (at, severity) = match (&event.event, &event.intake) {
+        (Some(e), _) => (
+            e.rise_time.unwrap_or(e.received_at),
+            cef::device_severity(e.severity),
+        ),
+        (_, Some(i)) => (
+            i.event.orch_timestamp_utc.unwrap_or(i.received_at),
+            cef::intake_severity(i.event.event_type),
+        ),
+        _ => return None,
+    };
+    Some(Exported {
+        line,
+        at,
+        severity: severity.to_string(),
+        place,
+    })
+}
+
+/// Runs a sink until `stop`: reads the bus from its cursor, writes device and intake events to
+/// the target, then moves the cursor. A CEF folder also skips what it already holds (lines synced
+/// before a crash, whose cursor did not move yet). A write that fails is tried again, with backoff.
 pub async fn run(
     domain: Arc<Domain>,
     sinks: Arc<Sinks>,
@@ -142,41 +294,20 @@ pub async fn run(
     host: String,
     mut stop: watch::Receiver<bool>,
 ) {
-    let kind = "cef_files";
-    sinks.update(config.name(), kind, |_| {});
-    let SinkConfig::CefFiles {
-        name,
-        dir,
-        prefix,
-        max_lines,
-        max_files,
-    } = config;
+    let (name, kind) = (config.name().to_string(), config.kind());
+    sinks.update(&name, kind, |_| {});
     let source = cef::Source::new(&host);
-    let opened = {
-        let (dir, prefix) = (dir.clone(), prefix.clone());
-        tokio::task::spawn_blocking(move || {
-            let files = CefFiles::open(&dir, &prefix, max_lines, max_files)?;
-            let written = files.last_line()?.as_deref().and_then(place_of_line);
-            Ok::<_, std::io::Error>((files, written))
-        })
-        .await
-    };
-    let (files, mut written) = match opened {
-        Ok(Ok(opened)) => opened,
-        Ok(Err(e)) => {
-            tracing::error!(sink = %name, dir = %dir.display(), error = %e, "export sink cannot open its folder");
+    let (mut target, mut written) = match Target::open(&config, &source.host).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            tracing::error!(sink = %name, error = %e, "export sink cannot start");
             sinks.update(&name, kind, |s| {
-                s.last_error = Some(format!("cannot open {}: {e}", dir.display()));
+                s.last_error = Some(e);
                 s.last_error_at = Some(time::OffsetDateTime::now_utc());
             });
             return;
         }
-        Err(e) => {
-            tracing::error!(sink = %name, error = %e, "export sink failed");
-            return;
-        }
     };
-    let files = Arc::new(std::sync::Mutex::new(files));
     let mut consumer = loop {
         match domain.bus.consumer(&cursor_name(&name), 0).await {
             Ok(c) => break c,
@@ -200,33 +331,23 @@ pub async fn run(
             _ = stop.changed() => return,
         };
         let result = async {
-            let batch = batch?;
+            let batch = batch.map_err(|e| e.to_string())?;
             let Some(through) = batch.through else {
                 return Ok(());
             };
-            let lines: Vec<String> = batch
+            let lines: Vec<Exported> = batch
                 .events
                 .iter()
-                .filter(|e| place(e).is_some_and(|p| written.is_none_or(|w| p > w)))
-                .filter_map(|e| line(&source, e))
+                .filter_map(|e| exported(&source, e))
+                .filter(|l| written.is_none_or(|w| l.place > w))
                 .collect();
-            if !lines.is_empty() {
-                let last = lines.last().and_then(|l| place_of_line(l));
-                let files = files.clone();
-                tokio::task::spawn_blocking(move || {
-                    files
-                        .lock()
-                        .unwrap()
-                        .append(&lines, time::OffsetDateTime::now_utc())
-                })
-                .await
-                .map_err(|e| crate::domain::DomainError::Internal(e.to_string()))?
-                .map_err(|e| {
-                    crate::domain::DomainError::Unavailable(format!("writing CEF files: {e}"))
-                })?;
-                written = last.or(written);
+            if let Some(last) = lines.last().map(|l| l.place) {
+                target.write(lines).await?;
+                if matches!(target, Target::Files(_)) {
+                    written = Some(last);
+                }
             }
-            consumer.ack(through).await
+            consumer.ack(through).await.map_err(|e| e.to_string())
         }
         .await;
         match result {
@@ -238,7 +359,7 @@ pub async fn run(
             }
             Err(e) => {
                 sinks.update(&name, kind, |s| {
-                    s.last_error = Some(e.to_string());
+                    s.last_error = Some(e.clone());
                     s.last_error_at = Some(time::OffsetDateTime::now_utc());
                 });
                 tracing::warn!(sink = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "export sink held back");
