@@ -358,8 +358,45 @@ struct Receiver {
     tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
+/// Reads octet-counted frames from `stream` into `kept` until it ends.
+async fn read_frames<S: tokio::io::AsyncRead + Unpin>(
+    stream: S,
+    kept: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::io::BufReader::new(stream);
+    loop {
+        let mut len = Vec::new();
+        loop {
+            let Ok(b) = stream.read_u8().await else {
+                return;
+            };
+            if b == b' ' {
+                break;
+            }
+            len.push(b);
+        }
+        let n: usize = String::from_utf8(len).unwrap().parse().unwrap();
+        let mut message = vec![0; n];
+        if stream.read_exact(&mut message).await.is_err() {
+            return;
+        }
+        kept.lock()
+            .unwrap()
+            .push(String::from_utf8(message).unwrap());
+    }
+}
+
 impl Receiver {
     async fn start(addr: &str, got: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> Receiver {
+        Receiver::start_tls(addr, got, None).await
+    }
+
+    async fn start_tls(
+        addr: &str,
+        got: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Receiver {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -370,28 +407,15 @@ impl Receiver {
                     return;
                 };
                 let kept = got.clone();
+                let tls = tls.clone();
                 let connection = tokio::spawn(async move {
-                    use tokio::io::AsyncReadExt;
-                    let mut stream = tokio::io::BufReader::new(stream);
-                    loop {
-                        let mut len = Vec::new();
-                        loop {
-                            let Ok(b) = stream.read_u8().await else {
-                                return;
-                            };
-                            if b == b' ' {
-                                break;
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                read_frames(stream, kept).await
                             }
-                            len.push(b);
                         }
-                        let n: usize = String::from_utf8(len).unwrap().parse().unwrap();
-                        let mut message = vec![0; n];
-                        if stream.read_exact(&mut message).await.is_err() {
-                            return;
-                        }
-                        kept.lock()
-                            .unwrap()
-                            .push(String::from_utf8(message).unwrap());
+                        None => read_frames(stream, kept).await,
                     }
                 });
                 connections.lock().unwrap().push(connection);
@@ -483,6 +507,44 @@ async fn syslog_receivers_get_every_event_in_order_across_an_outage() {
     }
     let expected: Vec<String> = (0..10).map(|n| format!("evt-{n}")).collect();
     assert_eq!(firsts, expected, "{ids:?}");
+    receiver.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn syslog_over_tls_is_framed_and_verified() {
+    let tls_dir = tempfile::tempdir().unwrap();
+    let identity = mobile_admin::tls::load_or_generate(None, None, tls_dir.path()).unwrap();
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(mobile_admin::tls::server_config(&identity).unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let receiver = Receiver::start_tls("127.0.0.1:0", got.clone(), Some(acceptor)).await;
+    let ca = identity.cert_path.clone();
+    let server = TestServer::start_with(|c| {
+        c.export.sinks = vec![serde_json::from_value(json!({
+            "kind": "syslog", "name": "siem-tls", "address": receiver.addr.to_string(),
+            "transport": "tls", "format": "rfc3164", "cafile": ca
+        }))
+        .unwrap()];
+    })
+    .await;
+    let mut dev = server.device("IMEI-TLS", "pw").await;
+    dev.begin().await.unwrap();
+    assert!(dev
+        .put_events((0..3).map(|n| event(n, "APP_STARTED")).collect())
+        .await
+        .is_none());
+    for _ in 0..100 {
+        if got.lock().unwrap().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 3, "{got:?}");
+    // RFC 3164: <PRI>Mmm dd HH:mm:ss host app: message; severity 1 (info) is syslog 6.
+    assert!(got[0].starts_with("<134>"), "{}", got[0]);
+    assert!(got[0].contains(" mobile-admin: CEF:0|"), "{}", got[0]);
     receiver.stop().await;
     server.stop().await;
 }
