@@ -548,3 +548,80 @@ async fn syslog_over_tls_is_framed_and_verified() {
     receiver.stop().await;
     server.stop().await;
 }
+
+/// Our webhook sink delivering to our own intake on a second server: every device event arrives
+/// once, also when the sender sends it all again (a crash before its cursor moved).
+#[tokio::test]
+async fn our_webhook_sink_delivers_to_our_own_intake_once() {
+    let receiver = TestServer::start().await;
+    receiver
+        .api()
+        .await
+        .post(
+            "/admins",
+            json!({"name": "sender", "role": "integration", "password": "integration password"}),
+        )
+        .await
+        .ok();
+    let base = format!("https://127.0.0.1:{}", receiver.app.admin_addr().port());
+    let sink: SinkConfig = serde_json::from_value(json!({
+        "kind": "webhook", "name": "peer",
+        "login_url": format!("{base}/api/Account"), "url": format!("{base}/api/OrchEvents"),
+        "user_name": "sender", "password": "integration password",
+        "cafile": generated_cert(receiver.dir.path()),
+    }))
+    .unwrap();
+    let sender = TestServer::start_with(|c| c.export.sinks = vec![sink]).await;
+    let mut dev = sender.device("IMEI-HOOK", "pw").await;
+    dev.begin().await.unwrap();
+    assert!(dev
+        .put_events((0..5).map(|n| event(n, "GNRL_EV_VIRUS_FOUND")).collect())
+        .await
+        .is_none());
+    let admin = receiver.api().await;
+    let received = || async {
+        admin.get("/intake-events").await.ok()["list"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got = received().await;
+        if got.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got.len(), 5, "{got:?}");
+    let first = got.iter().find(|e| e["Text"] == "event number 0").unwrap();
+    assert_eq!(first["EntityId"], "IMEI-HOOK");
+    assert_eq!(first["Event"], Value::Null, "a name, not a code");
+    assert_eq!(first["EventName"], "GNRL_EV_VIRUS_FOUND");
+    assert_eq!(first["EventType"], 3);
+    assert_eq!(first["account"], "sender");
+
+    // The sender sends everything again (its cursor back at 0): nothing is stored twice.
+    let (dir, config) = sender.stop().await;
+    let db = Db::connect(&config.database_url()).await;
+    db.execute("UPDATE bus_cursors SET seq = 0 WHERE consumer = 'export:peer'")
+        .await;
+    let sender = TestServer::start_in(dir, config).await;
+    let mut dev = sender.device("IMEI-HOOK", "pw").await;
+    dev.begin().await.unwrap();
+    assert!(dev
+        .put_events(vec![event(5, "APP_STARTED")])
+        .await
+        .is_none());
+    for _ in 0..100 {
+        got = received().await;
+        if got.len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(received().await.len(), 6);
+    sender.stop().await;
+    receiver.stop().await;
+}

@@ -1,8 +1,9 @@
 //! Events out: device events and intake events in the formats SIEMs read. [`cef`] writes one CEF
 //! line per event (pure); [`files`] keeps the CEF exchange folder; [`syslog`] sends CEF lines as
-//! syslog messages; [`sink`] runs each configured sink as a durable consumer of the bus.
+//! syslog messages; [`webhook`] posts them as seed 002's Table 1; [`sink`] runs each configured sink as a durable consumer of the bus.
 
 pub mod cef;
 pub mod files;
 pub mod sink;
 pub mod syslog;
+pub mod webhook;

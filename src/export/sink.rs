@@ -50,6 +50,19 @@ pub enum SinkConfig {
         /// PEM certificate(s) the receiver's must chain to (TLS).
         cafile: Option<PathBuf>,
     },
+    /// Seed 002's webhook: a login, then one Table 1 object per event with the Bearer token.
+    Webhook {
+        name: String,
+        /// Empty: the receiver takes unauthenticated calls.
+        login_url: Option<String>,
+        url: String,
+        #[serde(default)]
+        user_name: String,
+        #[serde(default)]
+        password: String,
+        /// PEM certificate(s) an https receiver's must chain to.
+        cafile: Option<PathBuf>,
+    },
 }
 
 fn default_transport() -> super::syslog::Transport {
@@ -72,7 +85,9 @@ fn default_max_files() -> usize {
 impl SinkConfig {
     pub fn name(&self) -> &str {
         match self {
-            SinkConfig::CefFiles { name, .. } | SinkConfig::Syslog { name, .. } => name,
+            SinkConfig::CefFiles { name, .. }
+            | SinkConfig::Syslog { name, .. }
+            | SinkConfig::Webhook { name, .. } => name,
         }
     }
 
@@ -80,6 +95,7 @@ impl SinkConfig {
         match self {
             SinkConfig::CefFiles { .. } => "cef_files",
             SinkConfig::Syslog { .. } => "syslog",
+            SinkConfig::Webhook { .. } => "webhook",
         }
     }
 }
@@ -167,6 +183,7 @@ enum Target {
         format: super::syslog::Format,
         host: String,
     },
+    Webhook(super::webhook::Webhook),
 }
 
 impl Target {
@@ -214,6 +231,23 @@ impl Target {
                     None,
                 ))
             }
+            SinkConfig::Webhook {
+                login_url,
+                url,
+                user_name,
+                password,
+                cafile,
+                ..
+            } => Ok((
+                Target::Webhook(super::webhook::Webhook::new(
+                    login_url.as_deref(),
+                    &url,
+                    &user_name,
+                    &password,
+                    cafile.as_deref(),
+                )?),
+                None,
+            )),
         }
     }
 
@@ -250,29 +284,37 @@ impl Target {
                     .await
                     .map_err(|e| format!("sending syslog: {e}"))
             }
+            Target::Webhook(webhook) => {
+                let objects: Vec<serde_json::Value> = lines.into_iter().map(|l| l.table1).collect();
+                webhook.send(&objects).await
+            }
         }
     }
 }
 
-/// An event to write: its CEF line, time, CEF severity and place on the bus.
+/// An event to write: its CEF line, time, CEF severity, place on the bus, and Table 1 object.
 struct Exported {
     line: String,
     at: time::OffsetDateTime,
     severity: String,
     place: Place,
+    table1: serde_json::Value,
 }
 
 fn exported(source: &cef::Source, event: &BusEvent) -> Option<Exported> {
     let place = place(event)?;
     let line = line(source, event)?;
-    let (at, severity) = match (&event.event, &event.intake) {
+    let now = time::OffsetDateTime::now_utc();
+    let (at, severity, table1) = match (&event.event, &event.intake) {
         (Some(e), _) => (
             e.rise_time.unwrap_or(e.received_at),
             cef::device_severity(e.severity),
+            super::webhook::device_event(e, now),
         ),
         (_, Some(i)) => (
             i.event.orch_timestamp_utc.unwrap_or(i.received_at),
             cef::intake_severity(i.event.event_type),
+            super::webhook::intake_event(i, now),
         ),
         _ => return None,
     };
@@ -281,6 +323,7 @@ fn exported(source: &cef::Source, event: &BusEvent) -> Option<Exported> {
         at,
         severity: severity.to_string(),
         place,
+        table1,
     })
 }
 
