@@ -1,10 +1,11 @@
 //! CEF lines of device and intake events, hostile text included, read back by a standard CEF
 //! parser (pycef, from PyPI; `scripts/test` installs it) with every field intact.
 
+mod common;
+
 use mobile_admin::export::cef;
 use mobile_admin::store::{EventRecord, IntakeEvent};
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
 
 /// Text with what CEF must escape, spaces, and characters outside ASCII.
 fn tricky(rng: &mut rand::rngs::StdRng) -> String {
@@ -66,29 +67,6 @@ fn device_event(rng: &mut rand::rngs::StdRng, n: i64) -> EventRecord {
     }
 }
 
-fn parse(lines: &[String]) -> Vec<Value> {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("lines.txt");
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cef_parse.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pycef is installed (scripts/test installs it): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn a_standard_parser_reads_every_device_event_back() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(20261205);
@@ -103,7 +81,7 @@ fn a_standard_parser_reads_every_device_event_back() {
         lines.iter().all(|l| !l.contains('\n')),
         "one line per event"
     );
-    let parsed = parse(&lines);
+    let parsed = common::cef_parse(&lines);
     assert_eq!(parsed.len(), events.len());
     for (n, (e, p)) in events.iter().zip(&parsed).enumerate() {
         let line = &lines[n];
@@ -157,7 +135,7 @@ fn a_standard_parser_reads_intake_events_back_with_the_seeds_keys() {
         .enumerate()
         .map(|(seq, e)| cef::intake_event(&source, seq as i64, e, received))
         .collect();
-    let parsed = parse(&lines);
+    let parsed = common::cef_parse(&lines);
     for (n, (e, p)) in events.iter().zip(&parsed).enumerate() {
         let line = &lines[n];
         assert_eq!(p["DeviceEventClassID"], "2001", "{line}");

@@ -52,28 +52,6 @@ async fn wait_for_lines(dir: &Path, n: usize) -> Vec<String> {
     panic!("{n} lines expected, found {:?}", lines(dir));
 }
 
-fn parsed(lines: &[String]) -> Vec<Value> {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("lines.txt");
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cef_parse.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn device_and_intake_events_reach_the_cef_folder_once_and_in_order() {
     let cef_dir = tempfile::tempdir().unwrap();
@@ -128,7 +106,7 @@ async fn device_and_intake_events_reach_the_cef_folder_once_and_in_order() {
         );
     }
     // Every line parses, in commit order, each event once with its fields.
-    let cef = parsed(&got);
+    let cef = cef_parse(&got);
     let device_ids: Vec<&str> = cef[..10]
         .iter()
         .map(|p| p["externalId"].as_str().unwrap())

@@ -46,23 +46,28 @@ pub struct BusEvent {
 
 /// Turns outbox entries into bus events, reading the device events an entry stands for.
 async fn expand(store: &dyn Store, record: BusRecord) -> Result<Vec<BusEvent>> {
-    if record.topic == "intake.event" {
-        let id = record
-            .payload
-            .as_ref()
-            .and_then(|p| p.get("id"))
-            .and_then(|id| id.as_i64())
-            .unwrap_or(0);
-        let one = PageRequest {
-            offset: 0,
-            limit: 1,
+    if record.topic != "device.events" {
+        let intake = match record.topic.as_str() {
+            "intake.event" => {
+                let id = record
+                    .payload
+                    .as_ref()
+                    .and_then(|p| p.get("id"))
+                    .and_then(|id| id.as_i64())
+                    .unwrap_or(0);
+                let one = PageRequest {
+                    offset: 0,
+                    limit: 1,
+                };
+                store
+                    .intake_events(Some(id - 1), one)
+                    .await?
+                    .items
+                    .into_iter()
+                    .find(|r| r.id == id)
+            }
+            _ => None,
         };
-        let intake = store
-            .intake_events(Some(id - 1), one)
-            .await?
-            .items
-            .into_iter()
-            .find(|r| r.id == id);
         return Ok(vec![BusEvent {
             seq: record.seq,
             at: record.at,
@@ -71,17 +76,6 @@ async fn expand(store: &dyn Store, record: BusRecord) -> Result<Vec<BusEvent>> {
             payload: record.payload,
             event: None,
             intake,
-        }]);
-    }
-    if record.topic != "device.events" {
-        return Ok(vec![BusEvent {
-            seq: record.seq,
-            at: record.at,
-            topic: record.topic,
-            object_id: record.object_id,
-            payload: record.payload,
-            event: None,
-            intake: None,
         }]);
     }
     let ids: Vec<i64> = record

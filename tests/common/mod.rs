@@ -730,3 +730,27 @@ pub async fn register(
         .0
         .id
 }
+
+/// Each of `lines` as pycef (a standard CEF parser, installed by `scripts/test`) reads it, values
+/// unescaped (`tests/fixtures/cef_parse.py`); `null` for a line it cannot read.
+pub fn cef_parse(lines: &[String]) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lines.txt");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cef_parse.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pycef is installed (scripts/test installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
