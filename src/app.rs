@@ -195,12 +195,22 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
             )),
         ));
     }
+    let retention = Retention {
+        policy: config.retention,
+        consumers: config
+            .export
+            .sinks
+            .iter()
+            .map(|s| crate::export::sink::cursor_name(s.name()))
+            .collect(),
+    };
     tasks.push((
         "sweeper",
         tokio::spawn(sweep(
             sessions,
             domain.clone(),
             config.protocol.throttle().window,
+            retention,
             stopped,
         )),
     ));
@@ -249,11 +259,19 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
     })
 }
 
-/// Drops expired sessions and login failures older than the throttle's window, every minute.
+/// What event retention keeps, and the export sinks it waits for.
+struct Retention {
+    policy: crate::domain::queries::RetentionConfig,
+    consumers: Vec<String>,
+}
+
+/// Drops expired sessions, login failures older than the throttle's window and device events past
+/// the retention policy, every minute.
 async fn sweep(
     sessions: Arc<dyn sessions::Sessions>,
     domain: Arc<Domain>,
     window: Duration,
+    retention: Retention,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut every = tokio::time::interval(SWEEP_INTERVAL);
@@ -270,6 +288,22 @@ async fn sweep(
         }
         if let Err(e) = domain.throttle.forget(now - window).await {
             tracing::warn!(error = %e, "old login failures not dropped");
+        }
+        match domain
+            .enforce_retention(&retention.policy, &retention.consumers)
+            .await
+        {
+            Ok(done) if done.held_back > 0 => tracing::warn!(
+                deleted = done.deleted,
+                held_back = done.held_back,
+                sinks = ?retention.consumers,
+                "events past retention are kept: an export sink has not exported them yet"
+            ),
+            Ok(done) if done.deleted > 0 => {
+                tracing::info!(deleted = done.deleted, "old events deleted")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "old events not deleted"),
         }
     }
 }

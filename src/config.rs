@@ -48,6 +48,7 @@ pub struct Config {
     pub admin: crate::domain::AdminConfig,
     pub intake: crate::api::intake::IntakeConfig,
     pub export: crate::export::sink::ExportConfig,
+    pub retention: crate::domain::queries::RetentionConfig,
 }
 
 impl Default for Config {
@@ -71,6 +72,7 @@ impl Default for Config {
             admin: Default::default(),
             intake: Default::default(),
             export: Default::default(),
+            retention: Default::default(),
         }
     }
 }
@@ -214,6 +216,7 @@ impl fmt::Debug for Config {
             .field("admin", &self.admin)
             .field("intake", &self.intake)
             .field("export", &self.export)
+            .field("retention", &self.retention)
             .finish()
     }
 }

@@ -603,3 +603,52 @@ async fn our_webhook_sink_delivers_to_our_own_intake_once() {
     sender.stop().await;
     receiver.stop().await;
 }
+
+/// Retention deletes the oldest events past the policy, but never one an export sink has not
+/// exported yet: a stuck sink holds them back, and is counted.
+#[tokio::test]
+async fn retention_waits_for_every_export_sink() {
+    use mobile_admin::domain::queries::RetentionConfig;
+    let cef_dir = tempfile::tempdir().unwrap();
+    let folder = cef_dir.path().join("exchange");
+    let stuck: SinkConfig = serde_json::from_value(json!({
+        "kind": "syslog", "name": "stuck", "address": "127.0.0.1:1", "transport": "tcp"
+    }))
+    .unwrap();
+    let server =
+        TestServer::start_with(|c| c.export.sinks = vec![sink(&folder, 100, 10), stuck]).await;
+    let mut dev = server.device("IMEI-RET", "pw").await;
+    dev.begin().await.unwrap();
+    assert!(dev
+        .put_events((0..10).map(|n| event(n, "APP_STARTED")).collect())
+        .await
+        .is_none());
+    wait_for_lines(&folder, 10).await;
+    let domain = server.app.domain.clone();
+    let both = vec!["export:siem".to_string(), "export:stuck".to_string()];
+    let keep_three = RetentionConfig {
+        max_rows: 3,
+        ..Default::default()
+    };
+    let held = domain.enforce_retention(&keep_three, &both).await.unwrap();
+    assert_eq!((held.deleted, held.held_back), (0, 7));
+    assert_eq!(server.app.store.event_count().await.unwrap(), 10);
+    // Once only sinks that exported them count, the oldest go.
+    let exported = vec!["export:siem".to_string()];
+    let done = domain
+        .enforce_retention(&keep_three, &exported)
+        .await
+        .unwrap();
+    assert_eq!((done.deleted, done.held_back), (7, 0));
+    assert_eq!(server.app.store.event_count().await.unwrap(), 3);
+    // By age.
+    domain.clock().advance(Duration::from_secs(2 * 86_400));
+    let a_day = RetentionConfig {
+        max_age_days: 1,
+        ..Default::default()
+    };
+    let done = domain.enforce_retention(&a_day, &exported).await.unwrap();
+    assert_eq!(done.deleted, 3);
+    assert_eq!(server.app.store.event_count().await.unwrap(), 0);
+    server.stop().await;
+}

@@ -105,6 +105,19 @@ fn list_updates(root: &Path) -> std::io::Result<Vec<UpdateFile>> {
     Ok(out)
 }
 
+/// How long device events are kept (the `[retention]` section); 0 keeps them all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Events received longer ago than this are deleted.
+    pub max_age_days: u64,
+    /// Beyond this many events, the oldest are deleted.
+    pub max_rows: u64,
+}
+
+/// Events deleted by one retention pass, at most.
+const RETENTION_BATCH: u64 = 10_000;
+
 /// Text in list filters: no control characters (nothing stored holds them raw).
 pub(super) fn check_filter_text<'a>(texts: impl IntoIterator<Item = &'a String>) -> Result<()> {
     if texts.into_iter().any(|t| t.chars().any(char::is_control)) {
@@ -270,6 +283,30 @@ impl Domain {
         removed.map_err(|e| DomainError::Invalid(format!("cannot delete {name:?}: {e}")))?;
         tracing::info!(account = %caller.name, name, "update file deleted");
         Ok(())
+    }
+
+    /// Deletes device events past `policy`, oldest first, but none that a durable consumer of
+    /// `consumers` (the export sinks) has not passed: those are held back, and counted.
+    pub async fn enforce_retention(
+        &self,
+        policy: &RetentionConfig,
+        consumers: &[String],
+    ) -> Result<crate::store::Retained> {
+        let before = (policy.max_age_days > 0)
+            .then(|| self.clock.now() - time::Duration::days(policy.max_age_days as i64));
+        let keep = (policy.max_rows > 0).then_some(policy.max_rows);
+        let mut total = crate::store::Retained::default();
+        loop {
+            let pass = self
+                .store
+                .delete_old_events(before, keep, consumers, RETENTION_BATCH)
+                .await?;
+            total.deleted += pass.deleted;
+            total.held_back = pass.held_back;
+            if pass.deleted < RETENTION_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     /// The database answers: its schema version.

@@ -173,6 +173,15 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<()>;
     async fn event_count(&self) -> Result<i64>;
     /// Events matching `query`, newest first.
+    /// Deletes up to `limit` device events, oldest first, received before `before` or beyond the
+    /// newest `keep_rows`; never one whose bus entry a consumer of `consumers` has not passed.
+    async fn delete_old_events(
+        &self,
+        before: Option<OffsetDateTime>,
+        keep_rows: Option<u64>,
+        consumers: &[String],
+        limit: u64,
+    ) -> Result<Retained>;
     /// Stores an intake event with its bus entry; `None` when an event with its `uid` is already
     /// stored (nothing is written then).
     async fn store_intake(

@@ -338,6 +338,15 @@ pub struct IntakeEvent {
     pub sended_at: Option<OffsetDateTime>,
 }
 
+/// What a pass of event retention did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Retained {
+    /// Events deleted.
+    pub deleted: u64,
+    /// Events due for deletion that an export sink has not passed yet, kept.
+    pub held_back: u64,
+}
+
 /// A stored intake event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IntakeRecord {

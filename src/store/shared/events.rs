@@ -1,8 +1,11 @@
 //! Queries of stored device events.
 
 use crate::args;
+use crate::store::sql::Dialect;
 use crate::store::sql::{compare_time, like_pattern, placeholders, Arg, Conn, Row};
-use crate::store::{EventQuery, EventRecord, IntakeEvent, IntakeRecord, Page, PageRequest, Result};
+use crate::store::{
+    EventQuery, EventRecord, IntakeEvent, IntakeRecord, Page, PageRequest, Result, Retained,
+};
 use time::OffsetDateTime;
 
 use super::bus;
@@ -279,5 +282,97 @@ pub(crate) async fn intake_events(
     Ok(Page {
         items,
         total: total.max(0) as u64,
+    })
+}
+
+/// The newest device event no consumer of `consumers` still needs: every event below the first one
+/// referenced by an outbox entry that some consumer has not passed (or that is not sequenced yet).
+async fn exported_through(c: &mut dyn Conn, consumers: &[String]) -> Result<Option<i64>> {
+    if consumers.is_empty() {
+        return Ok(None);
+    }
+    let mut slowest = i64::MAX;
+    for consumer in consumers {
+        let at = c
+            .query_opt(
+                "SELECT seq FROM bus_cursors WHERE consumer = $1",
+                args![consumer.as_str()],
+            )
+            .await?
+            .map(|r| r.int(0))
+            .transpose()?
+            .unwrap_or(0);
+        slowest = slowest.min(at);
+    }
+    let sql = match c.dialect() {
+        Dialect::Sqlite => {
+            "SELECT min(first_event) FROM outbox
+             WHERE topic = 'device.events' AND (seq IS NULL OR seq > $1)"
+        }
+        Dialect::Postgres => {
+            "SELECT min(e.event_id::bigint)
+             FROM outbox o, jsonb_array_elements_text(o.payload->'ids') AS e(event_id)
+             WHERE o.topic = 'device.events' AND (o.seq IS NULL OR o.seq > $1)"
+        }
+    };
+    let pending = c.query_one(sql, args![slowest]).await?.opt_int(0)?;
+    Ok(Some(pending.map_or(i64::MAX, |first| first - 1)))
+}
+
+/// Deletes up to `limit` old device events (see `EventStore::delete_old_events`).
+pub(crate) async fn delete_old(
+    c: &mut dyn Conn,
+    before: Option<OffsetDateTime>,
+    keep_rows: Option<u64>,
+    consumers: &[String],
+    limit: u64,
+) -> Result<Retained> {
+    let mut due = Vec::new();
+    let mut params: Vec<Arg> = Vec::new();
+    if let Some(before) = before {
+        params.push(before.into());
+        due.push(compare_time(c.dialect(), "received_at", "<", params.len()));
+    }
+    if let Some(keep) = keep_rows {
+        params.push((keep.min(i64::MAX as u64) as i64).into());
+        due.push(format!(
+            "id <= (SELECT coalesce(max(id), 0) FROM events) - ${}",
+            params.len()
+        ));
+    }
+    if due.is_empty() {
+        return Ok(Retained::default());
+    }
+    let due = format!("({})", due.join(" OR "));
+    let wanted = c
+        .query_one(&format!("SELECT count(*) FROM events WHERE {due}"), &params)
+        .await?
+        .int(0)?
+        .max(0) as u64;
+    let bound = exported_through(c, consumers).await?.unwrap_or(i64::MAX);
+    params.push(bound.into());
+    let n = params.len();
+    params.push((limit.min(i64::MAX as u64) as i64).into());
+    let deleted = c
+        .execute(
+            &format!(
+                "DELETE FROM events WHERE id IN (
+                     SELECT id FROM events WHERE {due} AND id <= ${n} ORDER BY id LIMIT ${})",
+                n + 1
+            ),
+            &params,
+        )
+        .await?;
+    let allowed = c
+        .query_one(
+            &format!("SELECT count(*) FROM events WHERE {due} AND id <= ${n}"),
+            &params[..n],
+        )
+        .await?
+        .int(0)?
+        .max(0) as u64;
+    Ok(Retained {
+        deleted,
+        held_back: wanted.saturating_sub(deleted + allowed),
     })
 }

@@ -20,7 +20,7 @@ use super::{
     DeviceChange, DeviceDetail, DeviceFilter, DeviceLogin, DeviceRecord, DeviceStatus, DeviceStore,
     EventQuery, EventRecord, EventStore, FleetStats, Group, IdentityStore, IntakeEvent,
     IntakeRecord, Maintenance, NewToken, Page, PageRequest, PolicyEntry, PolicyRow, Recorded,
-    Result, Revisions, Seen, SessionCutoff, SessionStore, SettingsRecord, StoredSession,
+    Result, Retained, Revisions, Seen, SessionCutoff, SessionStore, SettingsRecord, StoredSession,
     SubscriptionRow, SyncRecord, SyncWrite, ThrottleStore, TokenCapReached, TokenRecord,
 };
 use crate::soap::Params;
@@ -463,6 +463,21 @@ impl<E: Engine> EventStore for E {
     async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>> {
         let query = query.clone();
         read(self, crate::job!(|c| events::events(c, &query))).await
+    }
+
+    async fn delete_old_events(
+        &self,
+        before: Option<OffsetDateTime>,
+        keep_rows: Option<u64>,
+        consumers: &[String],
+        limit: u64,
+    ) -> Result<Retained> {
+        let consumers = consumers.to_vec();
+        write(
+            self,
+            crate::job!(|c| events::delete_old(c, before, keep_rows, &consumers, limit)),
+        )
+        .await
     }
 
     async fn store_intake(
