@@ -652,3 +652,103 @@ async fn retention_waits_for_every_export_sink() {
     assert_eq!(server.app.store.event_count().await.unwrap(), 0);
     server.stop().await;
 }
+
+/// Two nodes on one PostgreSQL database with the same sink: one node drives it at a time (a lease
+/// in the database), so each event is exported once; when that node stops, the other takes over
+/// from the shared cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_export_each_event_once() {
+    if !postgres_or_skip("two_nodes_export_each_event_once") {
+        return;
+    }
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let receiver = Receiver::start("127.0.0.1:0", got.clone()).await;
+    let shared: SinkConfig = serde_json::from_value(json!({
+        "kind": "syslog", "name": "shared", "address": receiver.addr.to_string(), "transport": "tcp"
+    }))
+    .unwrap();
+    let first = TestServer::start_with(|c| c.export.sinks = vec![shared.clone()]).await;
+    let second_dir = tempfile::tempdir().unwrap();
+    // A cluster's nodes share the server secret and the token key.
+    let mut second_config = mobile_admin::config::Config {
+        database_url: first.config.database_url.clone(),
+        secret_file: Some(first.config.secret_file()),
+        export: mobile_admin::export::sink::ExportConfig {
+            sinks: vec![shared],
+        },
+        ..test_config(second_dir.path())
+    };
+    second_config.admin.token_key_file = Some(first.config.token_key_file());
+    let second = mobile_admin::start(&second_config).await.unwrap();
+    let second_device = |id: &'static str| {
+        let connector = tls_client(&generated_cert(second_dir.path()));
+        let addr = second.device_addr();
+        async move {
+            TestDevice {
+                conn: Connection::open(&connector, addr).await,
+                id: id.into(),
+                password: "pw".into(),
+                session: String::new(),
+            }
+        }
+    };
+    let mut a = first.device("IMEI-N1", "pw").await;
+    a.begin().await.unwrap();
+    let mut b = second_device("IMEI-N2").await;
+    b.begin().await.unwrap();
+    assert!(a
+        .put_events((0..10).map(|n| event(n, "APP_STARTED")).collect())
+        .await
+        .is_none());
+    assert!(b
+        .put_events((0..10).map(|n| event(n, "APP_STARTED")).collect())
+        .await
+        .is_none());
+    let keys = |got: &[String]| -> Vec<String> {
+        got.iter()
+            .map(|m| {
+                let field = |k: &str| {
+                    m.split(' ')
+                        .find_map(|p| p.strip_prefix(k))
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                format!("{}/{}", field("deviceExternalId="), field("externalId="))
+            })
+            .collect()
+    };
+    let wait_for = |n: usize| {
+        let got = got.clone();
+        async move {
+            for _ in 0..300 {
+                if got.lock().unwrap().len() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("{n} messages expected, got {}", got.lock().unwrap().len());
+        }
+    };
+    wait_for(20).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let all = keys(&got.lock().unwrap());
+    let unique: std::collections::BTreeSet<&String> = all.iter().collect();
+    assert_eq!((all.len(), unique.len()), (20, 20), "{all:?}");
+
+    // The first node stops (its directory, and so the database, kept): the second goes on, at once
+    // or once the lease lapses.
+    let (_database, _) = first.stop().await;
+    let mut b2 = second_device("IMEI-N3").await;
+    b2.begin().await.unwrap();
+    assert!(b2
+        .put_events((0..5).map(|n| event(n, "APP_STARTED")).collect())
+        .await
+        .is_none());
+    wait_for(25).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = keys(&got.lock().unwrap());
+    let unique: std::collections::BTreeSet<&String> = all.iter().collect();
+    assert_eq!((all.len(), unique.len()), (25, 25), "{all:?}");
+    receiver.stop().await;
+    second.stop().await;
+}

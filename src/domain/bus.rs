@@ -196,6 +196,17 @@ impl Bus {
         }
     }
 
+    /// Takes or renews the lease of export sink `sink` for `holder` (see `BusStore::take_lease`).
+    pub async fn take_lease(
+        &self,
+        sink: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<bool> {
+        Ok(self.store.take_lease(sink, holder, now, until).await?)
+    }
+
     /// A durable consumer called `name`, at its stored cursor; a new one starts at `start` (0: the
     /// beginning of the outbox).
     pub async fn consumer(&self, name: &str, start: i64) -> Result<Consumer> {

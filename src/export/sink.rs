@@ -175,6 +175,9 @@ fn line(source: &cef::Source, event: &BusEvent) -> Option<String> {
     Some(line)
 }
 
+/// How long a node's lease on a sink lasts without renewal.
+const LEASE: Duration = Duration::from_secs(10);
+
 /// Where a sink writes.
 enum Target {
     Files(Arc<std::sync::Mutex<CefFiles>>),
@@ -364,10 +367,50 @@ pub async fn run(
         }
     };
     tracing::info!(sink = %name, cursor = consumer.position(), "export sink started");
+    // With several nodes on one database, one node at a time drives the sink: the holder of its
+    // lease, renewed at every pass; another node takes over once it has lapsed.
+    let node = uuid::Uuid::new_v4().to_string();
+    let mut leading = false;
     let mut backoff = Duration::from_millis(200);
     loop {
         if *stop.borrow() {
             return;
+        }
+        let now = time::OffsetDateTime::now_utc();
+        match domain
+            .bus
+            .take_lease(&cursor_name(&name), &node, now, now + LEASE)
+            .await
+        {
+            Ok(true) => {
+                if !leading {
+                    tracing::info!(sink = %name, node = %node, "this node drives the export sink");
+                    leading = true;
+                    // Another node may have moved the cursor while this one waited.
+                    match domain.bus.consumer(&cursor_name(&name), 0).await {
+                        Ok(c) => consumer = c,
+                        Err(e) => {
+                            tracing::warn!(sink = %name, error = %e, "export sink cursor unreadable")
+                        }
+                    }
+                }
+            }
+            Ok(false) => {
+                leading = false;
+                tokio::select! {
+                    _ = tokio::time::sleep(LEASE / 3) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(sink = %name, error = %e, "export sink lease not renewed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
         }
         let batch = tokio::select! {
             batch = consumer.next(500, Duration::from_secs(1)) => batch,

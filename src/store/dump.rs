@@ -43,8 +43,8 @@ pub const TABLES: &[&str] = &[
 ];
 
 /// Tables that exist in the schema but are deliberately not dumped: they hold only what matters for
-/// minutes (sessions, counts of failed logins).
-pub const NOT_DUMPED: &[&str] = &["sessions", "login_failures"];
+/// minutes (sessions, counts of failed logins, which node drives an export sink).
+pub const NOT_DUMPED: &[&str] = &["sessions", "login_failures", "sink_leases"];
 
 /// Tables that triggers write while earlier tables load: cleared before their dumped rows go in.
 /// The outbox is carried whole, so that export sinks carry on from their cursors.

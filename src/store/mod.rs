@@ -408,6 +408,15 @@ pub trait BusStore: Send + Sync + 'static {
     async fn bus_changed(&self);
     /// A durable consumer's position.
     async fn cursor(&self, consumer: &str) -> Result<Option<i64>>;
+    /// Takes or renews the lease of `sink` for `holder` until `until`; `false` while another
+    /// holder's lease has not expired at `now`.
+    async fn take_lease(
+        &self,
+        sink: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<bool>;
     async fn set_cursor(&self, consumer: &str, seq: i64) -> Result<()>;
 }
 

@@ -80,6 +80,30 @@ pub(crate) async fn cursor(c: &mut dyn Conn, consumer: &str) -> Result<Option<i6
     .transpose()
 }
 
+/// Takes or renews a sink's lease (see `BusStore::take_lease`).
+pub(crate) async fn take_lease(
+    c: &mut dyn Conn,
+    sink: &str,
+    holder: &str,
+    now: OffsetDateTime,
+    until: OffsetDateTime,
+) -> Result<bool> {
+    let expired = crate::store::sql::compare_time(c.dialect(), "sink_leases.expires_at", "<", 4);
+    let taken = c
+        .query_opt(
+            &format!(
+                "INSERT INTO sink_leases (sink, holder, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (sink) DO UPDATE SET holder = excluded.holder,
+                     expires_at = excluded.expires_at
+                 WHERE sink_leases.holder = excluded.holder OR {expired}
+                 RETURNING holder"
+            ),
+            args![sink, holder, until, now],
+        )
+        .await?;
+    Ok(taken.is_some())
+}
+
 pub(crate) async fn set_cursor(c: &mut dyn Conn, consumer: &str, seq: i64) -> Result<()> {
     c.execute(
         "INSERT INTO bus_cursors (consumer, seq, updated_at) VALUES ($1, $2, $3)

@@ -658,6 +658,21 @@ impl<E: Engine> BusStore for E {
         read(self, crate::job!(|c| bus::cursor(c, &consumer))).await
     }
 
+    async fn take_lease(
+        &self,
+        sink: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<bool> {
+        let (sink, holder) = (sink.to_string(), holder.to_string());
+        write_autocommit(
+            self,
+            crate::job!(|c| bus::take_lease(c, &sink, &holder, now, until)),
+        )
+        .await
+    }
+
     async fn set_cursor(&self, consumer: &str, seq: i64) -> Result<()> {
         let consumer = consumer.to_string();
         write_autocommit(self, crate::job!(|c| bus::set_cursor(c, &consumer, seq))).await
