@@ -5,6 +5,8 @@ devices run. Talks HTTPS with keep-alive to the admin port; standard library onl
   api_bench.py list   ADMIN_ADDR CERT PASSWORD_FILE [requests]
   api_bench.py change ADMIN_ADDR CERT PASSWORD_FILE SECONDS OUT_JSON
   api_bench.py check  ADMIN_ADDR CERT PASSWORD_FILE OUT_JSON
+  api_bench.py lag    ADMIN_ADDR CERT PASSWORD_FILE SECONDS   (export lag samples every 0.2 s)
+  api_bench.py syslog PORT OUT_COUNT_FILE                       (a TCP syslog receiver that counts)
 """
 import http.client
 import json
@@ -125,7 +127,68 @@ def check_reached(addr, cert, password_file, out):
     return stale
 
 
+def lag(addr, cert, password_file, seconds):
+    """Samples every sink's export lag during a run; prints p50/p99/max per sink."""
+    api = Api(addr, cert, password_file)
+    samples = {}
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        for sink in api.call("GET", "/export/sinks")["list"]:
+            samples.setdefault(sink["name"], []).append((sink["lag_seconds"], sink["lag_entries"]))
+        time.sleep(0.2)
+    for name, values in samples.items():
+        secs = [v[0] for v in values]
+        entries = [v[1] for v in values]
+        print(f"export lag {name}: p50 {statistics.median(secs):.2f} s, p99 {percentile(secs, 99):.2f} s, "
+              f"max {max(secs):.2f} s; entries behind p99 {percentile(entries, 99)} ({len(values)} samples)")
+
+
+def syslog_receiver(port, out):
+    """Counts octet-counted syslog frames on a TCP port until killed; writes the count every 0.5 s."""
+    import socket
+    import threading
+    count = [0]
+    lock = threading.Lock()
+
+    def serve(conn):
+        buf = b""
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return
+            buf += data
+            while True:
+                space = buf.find(b" ")
+                if space < 0:
+                    break
+                n = int(buf[:space])
+                if len(buf) < space + 1 + n:
+                    break
+                buf = buf[space + 1 + n:]
+                with lock:
+                    count[0] += 1
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", int(port)))
+    server.listen()
+
+    def report():
+        while True:
+            time.sleep(0.5)
+            with lock:
+                open(out, "w").write(str(count[0]))
+
+    threading.Thread(target=report, daemon=True).start()
+    while True:
+        conn, _ = server.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "syslog":
+        syslog_receiver(sys.argv[2], sys.argv[3])
+        sys.exit(0)
     mode, addr, cert, password_file = sys.argv[1:5]
     if mode == "list":
         list_bench(addr, cert, password_file, int(sys.argv[5]) if len(sys.argv) > 5 else 300)
@@ -133,3 +196,5 @@ if __name__ == "__main__":
         change_load(addr, cert, password_file, float(sys.argv[5]), sys.argv[6])
     elif mode == "check":
         sys.exit(1 if check_reached(addr, cert, password_file, sys.argv[5]) else 0)
+    elif mode == "lag":
+        lag(addr, cert, password_file, float(sys.argv[5]))
