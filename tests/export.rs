@@ -615,32 +615,61 @@ async fn retention_waits_for_every_export_sink() {
         "kind": "syslog", "name": "stuck", "address": "127.0.0.1:1", "transport": "tcp"
     }))
     .unwrap();
-    let server =
-        TestServer::start_with(|c| c.export.sinks = vec![sink(&folder, 100, 10), stuck]).await;
+    let server = TestServer::start_with(|c| {
+        c.export.sinks = vec![sink(&folder, 100, 10), stuck];
+        c.intake.require_auth = false;
+    })
+    .await;
     let mut dev = server.device("IMEI-RET", "pw").await;
     dev.begin().await.unwrap();
     assert!(dev
         .put_events((0..10).map(|n| event(n, "APP_STARTED")).collect())
         .await
         .is_none());
-    wait_for_lines(&folder, 10).await;
+    // Intake events are under the same policy, counted on their own.
+    let mut intake = server.api_anonymous();
+    intake.base = intake.base.trim_end_matches("/api/v1").to_string();
+    for n in 0..5 {
+        let uid = format!("00000000-0000-4000-8000-{n:012}");
+        intake
+            .post("/api/OrchEvents", json!({"Id": uid, "Event": 2001}))
+            .await
+            .ok();
+    }
+    wait_for_lines(&folder, 15).await;
     let domain = server.app.domain.clone();
+    let db = server.sql().await;
+    let intake_rows = || async { db.scalar::<i64>("SELECT count(*) FROM intake_events").await };
     let both = vec!["export:siem".to_string(), "export:stuck".to_string()];
     let keep_three = RetentionConfig {
         max_rows: 3,
         ..Default::default()
     };
     let held = domain.enforce_retention(&keep_three, &both).await.unwrap();
-    assert_eq!((held.deleted, held.held_back), (0, 7));
+    assert_eq!((held.deleted, held.held_back), (0, 7 + 2));
     assert_eq!(server.app.store.event_count().await.unwrap(), 10);
+    assert_eq!(intake_rows().await, 5);
     // Once only sinks that exported them count, the oldest go.
     let exported = vec!["export:siem".to_string()];
     let done = domain
         .enforce_retention(&keep_three, &exported)
         .await
         .unwrap();
-    assert_eq!((done.deleted, done.held_back), (7, 0));
+    assert_eq!((done.deleted, done.held_back), (7 + 2, 0));
     assert_eq!(server.app.store.event_count().await.unwrap(), 3);
+    assert_eq!(intake_rows().await, 3);
+    // The newest three intake events are the ones kept.
+    let kept = server.api().await.get("/intake-events").await.ok()["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Id"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert!(
+        kept.iter()
+            .all(|id| id.ends_with('2') || id.ends_with('3') || id.ends_with('4')),
+        "{kept:?}"
+    );
     // By age.
     domain.clock().advance(Duration::from_secs(2 * 86_400));
     let a_day = RetentionConfig {
@@ -648,8 +677,9 @@ async fn retention_waits_for_every_export_sink() {
         ..Default::default()
     };
     let done = domain.enforce_retention(&a_day, &exported).await.unwrap();
-    assert_eq!(done.deleted, 3);
+    assert_eq!(done.deleted, 3 + 3);
     assert_eq!(server.app.store.event_count().await.unwrap(), 0);
+    assert_eq!(intake_rows().await, 0);
     server.stop().await;
 }
 

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::devices::check_page;
 use super::rights::{Access, Caller, FuncArea};
 use super::{Domain, DomainError, Result};
-use crate::store::{AuditEntry, AuditQuery, EventQuery, EventRecord, Page};
+use crate::store::{AuditEntry, AuditQuery, EventQuery, EventRecord, EventTable, Page};
 
 /// An update file (or directory) under the updates directory, as devices name it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -105,7 +105,8 @@ fn list_updates(root: &Path) -> std::io::Result<Vec<UpdateFile>> {
     Ok(out)
 }
 
-/// How long device events are kept (the `[retention]` section); 0 keeps them all.
+/// How long device events and intake events are kept (the `[retention]` section, each kind on its
+/// own: `max_rows` of each); 0 keeps them all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
@@ -285,7 +286,7 @@ impl Domain {
         Ok(())
     }
 
-    /// Deletes device events past `policy`, oldest first, but none that a durable consumer of
+    /// Deletes device events and intake events past `policy`, oldest first, but none that a durable consumer of
     /// `consumers` (the export sinks) has not passed: those are held back, and counted.
     pub async fn enforce_retention(
         &self,
@@ -296,17 +297,20 @@ impl Domain {
             .then(|| self.clock.now() - time::Duration::days(policy.max_age_days as i64));
         let keep = (policy.max_rows > 0).then_some(policy.max_rows);
         let mut total = crate::store::Retained::default();
-        loop {
-            let pass = self
-                .store
-                .delete_old_events(before, keep, consumers, RETENTION_BATCH)
-                .await?;
-            total.deleted += pass.deleted;
-            total.held_back = pass.held_back;
-            if pass.deleted < RETENTION_BATCH {
-                return Ok(total);
+        for table in [EventTable::Device, EventTable::Intake] {
+            loop {
+                let pass = self
+                    .store
+                    .delete_old_events(table, before, keep, consumers, RETENTION_BATCH)
+                    .await?;
+                total.deleted += pass.deleted;
+                total.held_back += pass.held_back;
+                if pass.deleted < RETENTION_BATCH {
+                    break;
+                }
             }
         }
+        Ok(total)
     }
 
     /// The database answers: its schema version.

@@ -173,10 +173,11 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<()>;
     async fn event_count(&self) -> Result<i64>;
     /// Events matching `query`, newest first.
-    /// Deletes up to `limit` device events, oldest first, received before `before` or beyond the
-    /// newest `keep_rows`; never one whose bus entry a consumer of `consumers` has not passed.
+    /// Deletes up to `limit` events of `table`, oldest first, received before `before` or beyond
+    /// the newest `keep_rows`; never one whose bus entry a consumer of `consumers` has not passed.
     async fn delete_old_events(
         &self,
+        table: EventTable,
         before: Option<OffsetDateTime>,
         keep_rows: Option<u64>,
         consumers: &[String],

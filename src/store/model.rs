@@ -338,6 +338,15 @@ pub struct IntakeEvent {
     pub sended_at: Option<OffsetDateTime>,
 }
 
+/// The two kinds of stored events under retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventTable {
+    /// Device events (`events`).
+    Device,
+    /// Events received on the intake webhook (`intake_events`).
+    Intake,
+}
+
 /// What a pass of event retention did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Retained {

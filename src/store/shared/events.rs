@@ -4,7 +4,8 @@ use crate::args;
 use crate::store::sql::Dialect;
 use crate::store::sql::{compare_time, like_pattern, placeholders, Arg, Conn, Row};
 use crate::store::{
-    EventQuery, EventRecord, IntakeEvent, IntakeRecord, Page, PageRequest, Result, Retained,
+    EventQuery, EventRecord, EventTable, IntakeEvent, IntakeRecord, Page, PageRequest, Result,
+    Retained,
 };
 use time::OffsetDateTime;
 
@@ -285,9 +286,13 @@ pub(crate) async fn intake_events(
     })
 }
 
-/// The newest device event no consumer of `consumers` still needs: every event below the first one
+/// The newest row of `table` no consumer of `consumers` still needs: every row below the first one
 /// referenced by an outbox entry that some consumer has not passed (or that is not sequenced yet).
-async fn exported_through(c: &mut dyn Conn, consumers: &[String]) -> Result<Option<i64>> {
+async fn exported_through(
+    c: &mut dyn Conn,
+    table: EventTable,
+    consumers: &[String],
+) -> Result<Option<i64>> {
     if consumers.is_empty() {
         return Ok(None);
     }
@@ -304,29 +309,42 @@ async fn exported_through(c: &mut dyn Conn, consumers: &[String]) -> Result<Opti
             .unwrap_or(0);
         slowest = slowest.min(at);
     }
-    let sql = match c.dialect() {
-        Dialect::Sqlite => {
+    let sql = match (table, c.dialect()) {
+        (EventTable::Device, Dialect::Sqlite) => {
             "SELECT min(first_event) FROM outbox
              WHERE topic = 'device.events' AND (seq IS NULL OR seq > $1)"
         }
-        Dialect::Postgres => {
+        (EventTable::Device, Dialect::Postgres) => {
             "SELECT min(e.event_id::bigint)
              FROM outbox o, jsonb_array_elements_text(o.payload->'ids') AS e(event_id)
              WHERE o.topic = 'device.events' AND (o.seq IS NULL OR o.seq > $1)"
+        }
+        (EventTable::Intake, Dialect::Sqlite) => {
+            "SELECT min(json_extract(payload, '$.id')) FROM outbox
+             WHERE topic = 'intake.event' AND (seq IS NULL OR seq > $1)"
+        }
+        (EventTable::Intake, Dialect::Postgres) => {
+            "SELECT min((payload->>'id')::bigint) FROM outbox
+             WHERE topic = 'intake.event' AND (seq IS NULL OR seq > $1)"
         }
     };
     let pending = c.query_one(sql, args![slowest]).await?.opt_int(0)?;
     Ok(Some(pending.map_or(i64::MAX, |first| first - 1)))
 }
 
-/// Deletes up to `limit` old device events (see `EventStore::delete_old_events`).
+/// Deletes up to `limit` old events of `table` (see `EventStore::delete_old_events`).
 pub(crate) async fn delete_old(
     c: &mut dyn Conn,
+    table: EventTable,
     before: Option<OffsetDateTime>,
     keep_rows: Option<u64>,
     consumers: &[String],
     limit: u64,
 ) -> Result<Retained> {
+    let name = match table {
+        EventTable::Device => "events",
+        EventTable::Intake => "intake_events",
+    };
     let mut due = Vec::new();
     let mut params: Vec<Arg> = Vec::new();
     if let Some(before) = before {
@@ -336,7 +354,7 @@ pub(crate) async fn delete_old(
     if let Some(keep) = keep_rows {
         params.push((keep.min(i64::MAX as u64) as i64).into());
         due.push(format!(
-            "id <= (SELECT coalesce(max(id), 0) FROM events) - ${}",
+            "id <= (SELECT coalesce(max(id), 0) FROM {name}) - ${}",
             params.len()
         ));
     }
@@ -345,19 +363,21 @@ pub(crate) async fn delete_old(
     }
     let due = format!("({})", due.join(" OR "));
     let wanted = c
-        .query_one(&format!("SELECT count(*) FROM events WHERE {due}"), &params)
+        .query_one(&format!("SELECT count(*) FROM {name} WHERE {due}"), &params)
         .await?
         .int(0)?
         .max(0) as u64;
-    let bound = exported_through(c, consumers).await?.unwrap_or(i64::MAX);
+    let bound = exported_through(c, table, consumers)
+        .await?
+        .unwrap_or(i64::MAX);
     params.push(bound.into());
     let n = params.len();
     params.push((limit.min(i64::MAX as u64) as i64).into());
     let deleted = c
         .execute(
             &format!(
-                "DELETE FROM events WHERE id IN (
-                     SELECT id FROM events WHERE {due} AND id <= ${n} ORDER BY id LIMIT ${})",
+                "DELETE FROM {name} WHERE id IN (
+                     SELECT id FROM {name} WHERE {due} AND id <= ${n} ORDER BY id LIMIT ${})",
                 n + 1
             ),
             &params,
@@ -365,7 +385,7 @@ pub(crate) async fn delete_old(
         .await?;
     let allowed = c
         .query_one(
-            &format!("SELECT count(*) FROM events WHERE {due} AND id <= ${n}"),
+            &format!("SELECT count(*) FROM {name} WHERE {due} AND id <= ${n}"),
             &params[..n],
         )
         .await?

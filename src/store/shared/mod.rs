@@ -18,7 +18,7 @@ use super::engine::{read, read_now, write, write_autocommit, Engine};
 use super::{
     dump, Account, Actor, AdminStore, AuditEntry, AuditQuery, Backend, BusRecord, BusStore,
     DeviceChange, DeviceDetail, DeviceFilter, DeviceLogin, DeviceRecord, DeviceStatus, DeviceStore,
-    EventQuery, EventRecord, EventStore, FleetStats, Group, IdentityStore, IntakeEvent,
+    EventQuery, EventRecord, EventStore, EventTable, FleetStats, Group, IdentityStore, IntakeEvent,
     IntakeRecord, Maintenance, NewToken, Page, PageRequest, PolicyEntry, PolicyRow, Recorded,
     Result, Retained, Revisions, Seen, SessionCutoff, SessionStore, SettingsRecord, StoredSession,
     SubscriptionRow, SyncRecord, SyncWrite, ThrottleStore, TokenCapReached, TokenRecord,
@@ -467,6 +467,7 @@ impl<E: Engine> EventStore for E {
 
     async fn delete_old_events(
         &self,
+        table: EventTable,
         before: Option<OffsetDateTime>,
         keep_rows: Option<u64>,
         consumers: &[String],
@@ -475,7 +476,7 @@ impl<E: Engine> EventStore for E {
         let consumers = consumers.to_vec();
         write(
             self,
-            crate::job!(|c| events::delete_old(c, before, keep_rows, &consumers, limit)),
+            crate::job!(|c| events::delete_old(c, table, before, keep_rows, &consumers, limit)),
         )
         .await
     }
