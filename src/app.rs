@@ -211,9 +211,18 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
             domain.clone(),
             config.protocol.throttle().window,
             retention,
-            stopped,
+            stopped.clone(),
         )),
     ));
+    let live = config.live.enabled.then(|| {
+        Arc::new(crate::api::ws::hub::Hub::new(
+            domain.clone(),
+            config.live.clone(),
+        ))
+    });
+    if let Some(hub) = &live {
+        tasks.push(("live API", tokio::spawn(hub.clone().run(stopped.clone()))));
+    }
     let api = crate::api::ApiService::new(crate::api::ApiState {
         domain: domain.clone(),
         limits: Arc::new(crate::api::RateLimits::new(
@@ -223,6 +232,7 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
         max_upload_bytes: config.admin.max_upload_bytes,
         intake: Arc::new(config.intake.clone()),
         sinks: sinks.clone(),
+        live,
     });
     let ports = async {
         let device_port = server::start(

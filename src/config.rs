@@ -49,6 +49,7 @@ pub struct Config {
     pub intake: crate::api::intake::IntakeConfig,
     pub export: crate::export::sink::ExportConfig,
     pub retention: crate::domain::queries::RetentionConfig,
+    pub live: crate::api::ws::LiveConfig,
 }
 
 impl Default for Config {
@@ -73,6 +74,7 @@ impl Default for Config {
             intake: Default::default(),
             export: Default::default(),
             retention: Default::default(),
+            live: Default::default(),
         }
     }
 }

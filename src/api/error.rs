@@ -96,7 +96,9 @@ impl From<DomainError> for ApiError {
             DomainError::NotFound(_) => ApiError::not_found(message),
             // Seed 001 has no 409: a conflict (a duplicate, a token deleted before it expired, the
             // token cap) is input the command cannot take.
-            DomainError::Invalid(_) | DomainError::Conflict(_) => ApiError::bad_request(message),
+            DomainError::Invalid(_) | DomainError::Missing(_) | DomainError::Conflict(_) => {
+                ApiError::bad_request(message)
+            }
             DomainError::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message),
             DomainError::TryLater { retry_after, .. } => {
                 ApiError::unavailable(message, retry_after)
@@ -138,6 +140,7 @@ mod tests {
             (DomainError::NotFound("x".into()), 404),
             (DomainError::Invalid("x".into()), 400),
             (DomainError::Conflict("x".into()), 400),
+            (DomainError::Missing("x".into()), 400),
             (
                 DomainError::TryLater {
                     message: "x".into(),

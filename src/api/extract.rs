@@ -41,15 +41,19 @@ pub fn peer(parts: &Parts) -> Option<std::net::IpAddr> {
 
 /// The token a request carries, from `Authorization: Bearer` or the `api_access_token` cookie.
 pub fn token(parts: &Parts) -> Option<String> {
-    if let Some(value) = parts.headers.get(AUTHORIZATION) {
+    token_in(&parts.headers)
+}
+
+/// The token in request headers (see [`token`]).
+pub fn token_in(headers: &axum::http::HeaderMap) -> Option<String> {
+    if let Some(value) = headers.get(AUTHORIZATION) {
         let text = value.to_str().ok()?;
         let (scheme, token) = text.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
             .then(|| token.trim().to_string());
     }
-    parts
-        .headers
+    headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

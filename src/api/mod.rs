@@ -12,6 +12,7 @@ pub mod extract;
 pub mod intake;
 pub mod model;
 mod routes;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub intake: Arc<intake::IntakeConfig>,
     /// The export sinks' last successes and errors.
     pub sinks: Arc<crate::export::sink::Sinks>,
+    /// The live API's sessions (none when it is turned off).
+    pub live: Option<Arc<ws::hub::Hub>>,
 }
 
 /// Requests per second, per token subject and over all (seed 001 answers excess with 503).
@@ -156,6 +159,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         );
     let router = api
         .merge(intake::routes(&state.intake))
+        .route("/api/v1/ws", axum::routing::get(ws::upgrade))
         .merge(docs)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(

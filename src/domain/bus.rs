@@ -196,6 +196,25 @@ impl Bus {
         }
     }
 
+    /// The newest entry the tailer has handed out (every event of it and before has been sent to
+    /// in-process subscribers).
+    pub fn head(&self) -> i64 {
+        *self.head.borrow()
+    }
+
+    /// Up to `limit` entries after `seq`, read from the outbox and expanded: what a subscriber that
+    /// fell behind, or resumes after a reconnect, missed.
+    pub async fn history(&self, seq: i64, limit: u32) -> Result<Batch> {
+        let _ = self.store.sequence().await;
+        let records = self.store.bus_after(seq, limit).await?;
+        let through = records.last().map(|r| r.seq);
+        let mut events = Vec::new();
+        for record in records {
+            events.extend(expand(&*self.store, record).await?);
+        }
+        Ok(Batch { events, through })
+    }
+
     /// Takes or renews the lease of export sink `sink` for `holder` (see `BusStore::take_lease`).
     pub async fn take_lease(
         &self,

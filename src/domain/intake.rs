@@ -20,6 +20,13 @@ pub const INTAKE_AUDIENCE: &str = "mobile-admin-intake";
 /// `EventType` names of Table 2, by code.
 const EVENT_TYPES: [&str; 4] = ["Info", "Error", "SecurityIncident", "Correction"];
 
+/// The name of `EventType` `code` (1 Info, 2 Error, 3 SecurityIncident, 4 Correction).
+pub fn event_type_name(code: i64) -> Option<&'static str> {
+    usize::try_from(code - 1)
+        .ok()
+        .and_then(|i| EVENT_TYPES.get(i).copied())
+}
+
 fn invalid(message: impl Into<String>) -> DomainError {
     DomainError::Invalid(message.into())
 }

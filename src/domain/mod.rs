@@ -18,6 +18,7 @@ pub mod accounts;
 pub mod bus;
 pub mod devices;
 pub mod intake;
+pub mod live;
 pub mod policy;
 pub mod queries;
 pub mod rights;
@@ -51,6 +52,9 @@ pub enum DomainError {
     /// Input that breaks a rule (a malformed name, a value of the wrong type).
     #[error("{0}")]
     Invalid(String),
+    /// A mandatory field was not given (its name).
+    #[error("{0} is missing")]
+    Missing(String),
     /// Input that conflicts with what exists (a duplicate, a group that is not empty, a token
     /// deleted before it expired, the token cap).
     #[error("{0}")]

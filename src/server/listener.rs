@@ -15,15 +15,32 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// A connection's place in the listener's counts (in all and per address), and the listener's
+/// closing signal. Every request carries one in its extensions: a request that upgrades the
+/// connection (a WebSocket) keeps it for as long as the upgraded connection lives, so that
+/// upgraded connections count against the same limits and close when the listener stops.
+#[derive(Clone)]
+pub struct ConnectionHold {
+    _held: Arc<(OwnedSemaphorePermit, Slot)>,
+    closing: watch::Receiver<bool>,
+}
+
+impl ConnectionHold {
+    /// Resolves once the listener is stopping.
+    pub async fn closing(&self) {
+        let mut closing = self.closing.clone();
+        let _ = closing.wait_for(|c| *c).await;
+    }
+}
 
 /// Bounds on what one client can make a listener hold (the `[limits]` section of the
 /// configuration).
@@ -160,7 +177,7 @@ pub async fn run<S: Serve>(
     let limits = Arc::new(limits);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let per_address = Arc::new(PerAddress::new(limits.max_connections_per_address));
-    let graceful = GracefulShutdown::new();
+    let (closing, closing_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         // Waiting for a permit before accepting leaves excess connections in the kernel's backlog
@@ -192,12 +209,13 @@ pub async fn run<S: Serve>(
         let tls = tls.clone();
         let handler = service.clone();
         let limits = limits.clone();
-        let watcher = graceful.watcher();
+        let hold = ConnectionHold {
+            _held: Arc::new((permit, slot)),
+            closing: closing_rx.clone(),
+        };
         let span = info_span!("conn", %peer);
         tokio::spawn(
             async move {
-                let _permit = permit;
-                let _slot = slot;
                 // The handshake and the first request's head must arrive by this deadline.
                 let first = tokio::time::Instant::now() + limits.first_request_timeout();
                 let handshake =
@@ -206,14 +224,13 @@ pub async fn run<S: Serve>(
                     Some(acceptor) => {
                         match tokio::time::timeout_at(handshake, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => {
-                                serve_connection(stream, peer, handler, limits, watcher, first)
-                                    .await
+                                serve_connection(stream, peer, handler, limits, hold, first).await
                             }
                             Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
                             Err(_) => debug!("TLS handshake timed out"),
                         }
                     }
-                    None => serve_connection(tcp, peer, handler, limits, watcher, first).await,
+                    None => serve_connection(tcp, peer, handler, limits, hold, first).await,
                 }
             }
             .instrument(span),
@@ -221,7 +238,11 @@ pub async fn run<S: Serve>(
     }
     drop(listener);
     info!("listener stopped accepting; finishing in-flight requests");
-    if tokio::time::timeout(limits.shutdown_grace(), graceful.shutdown())
+    // Every connection (upgraded ones included) holds a permit until it ends: holding them all
+    // again means every connection is gone.
+    closing.send_replace(true);
+    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_grace(), permits.acquire_many(all))
         .await
         .is_err()
     {
@@ -234,7 +255,7 @@ async fn serve_connection<IO, S>(
     peer: SocketAddr,
     handler: Arc<S>,
     limits: Arc<Limits>,
-    watcher: hyper_util::server::graceful::Watcher,
+    hold: ConnectionHold,
     first_request_by: tokio::time::Instant,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -242,8 +263,10 @@ async fn serve_connection<IO, S>(
 {
     let requested = Arc::new(tokio::sync::Notify::new());
     let on_request = requested.clone();
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let for_requests = hold.clone();
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         on_request.notify_one();
+        req.extensions_mut().insert(for_requests.clone());
         let reply = handler.serve(req, peer);
         async move { Ok::<_, Infallible>(reply.await) }
     });
@@ -254,17 +277,34 @@ async fn serve_connection<IO, S>(
         .header_read_timeout(limits.read_timeout())
         // hyper refuses buffers under 8 KiB; a request head larger than the buffer gets 431.
         .max_buf_size(limits.max_header_bytes.max(8192));
-    let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(conn);
     // A client that connected but sends no request is cut off at the first-request deadline,
     // sooner than the idle limit between the requests of a client that has shown itself.
-    let outcome = tokio::select! {
-        outcome = &mut conn => outcome,
-        _ = requested.notified() => conn.await,
+    let started = tokio::select! {
+        outcome = &mut conn => Some(outcome),
+        _ = requested.notified() => None,
         _ = tokio::time::sleep_until(first_request_by) => {
             debug!("no request before the first-request deadline; closing");
             return;
         }
+        _ = hold.closing() => {
+            conn.as_mut().graceful_shutdown();
+            Some(conn.as_mut().await)
+        }
+    };
+    let outcome = match started {
+        Some(outcome) => outcome,
+        // When the listener stops, the request in flight finishes and the connection closes.
+        None => tokio::select! {
+            outcome = &mut conn => outcome,
+            _ = hold.closing() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        },
     };
     if let Err(e) = outcome {
         debug!(error = %e, "connection ended with an error");

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod db;
+pub mod ws;
 pub mod xmllint;
 pub use db::*;
 
