@@ -131,13 +131,17 @@ pub fn parse(text: &str) -> Result<Incoming, (Value, WsError)> {
         return Ok(Incoming::Ack { tid: ack });
     }
     let tid = message.remove("tid").unwrap_or(Value::Null);
-    let fail = |code, text: &str| Err((tid.clone(), WsError::new(code, text)));
     if !(tid.is_i64() || tid.is_u64() || tid.is_string()) {
-        return fail(
-            Code::MissingField,
-            "tid is missing (an integer or a string)",
-        );
+        // Only an integer or a string is echoed.
+        return Err((
+            Value::Null,
+            WsError::new(
+                Code::MissingField,
+                "tid is missing (an integer or a string)",
+            ),
+        ));
     }
+    let fail = |code, text: &str| Err((tid.clone(), WsError::new(code, text)));
     if let Some(result) = message.remove("result") {
         let data = message.remove("data").unwrap_or(Value::Null);
         return Ok(Incoming::Reply { tid, result, data });
