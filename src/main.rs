@@ -132,6 +132,19 @@ struct SimulateArgs {
     /// in STATE_DIR/baseline).
     #[arg(long, conflicts_with_all = ["server", "baseline", "baseline_server"])]
     serve_baseline: Option<SocketAddr>,
+    /// Instead of devices, run this many live API subscribers against the admin port at
+    /// --live-admin for --duration (trusting --cafile; their subscriptions name devices of the
+    /// fleet of --devices and --seed), then report what they received.
+    #[arg(long, requires_all = ["live_admin", "live_password_file", "duration"], conflicts_with_all = ["server", "serve_baseline"])]
+    live_subscribers: Option<u32>,
+    #[arg(long)]
+    live_admin: Option<SocketAddr>,
+    /// The account the subscribers log in as.
+    #[arg(long, default_value = "admin")]
+    live_user: String,
+    /// A file holding its password.
+    #[arg(long)]
+    live_password_file: Option<std::path::PathBuf>,
 }
 
 #[cfg(feature = "simulator")]
@@ -140,6 +153,30 @@ impl SimulateArgs {
         if let Some(listen) = self.serve_baseline {
             let dir = self.options.state_dir.join("baseline");
             return Ok(mobile_admin::sim::serve_baseline(listen, &dir).await?);
+        }
+        if let (Some(subscribers), Some(admin), Some(password_file)) = (
+            self.live_subscribers,
+            self.live_admin,
+            self.live_password_file.clone(),
+        ) {
+            let report = mobile_admin::sim::live::run(mobile_admin::sim::live::LiveOptions {
+                admin,
+                tls_name: self
+                    .options
+                    .tls_name
+                    .clone()
+                    .unwrap_or_else(|| "localhost".into()),
+                trust: self.options.trust()?,
+                user: self.live_user.clone(),
+                password_file,
+                subscribers,
+                duration: self.options.duration.unwrap_or_default(),
+                devices: self.options.devices,
+                seed: self.options.seed,
+            })
+            .await?;
+            println!("{}", serde_json::to_string(&report)?);
+            return Ok(());
         }
         let options = mobile_admin::sim::SimOptions {
             progress: !self.json,

@@ -27,6 +27,8 @@ pub struct LiveEvent {
     pub body: Option<Value>,
     /// The bus entry it comes from, for resuming (`after`); none for events between sessions.
     pub seq: Option<i64>,
+    /// When that entry was committed.
+    pub at: Option<time::OffsetDateTime>,
     /// Whose Read right it needs; none for events clients send each other.
     pub area: Option<FuncArea>,
 }
@@ -71,6 +73,12 @@ impl LiveEvent {
         }
         if let Some(seq) = self.seq {
             data.insert("seq".into(), seq.into());
+        }
+        if let Some(at) = self.at.and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        }) {
+            data.insert("at".into(), at.into());
         }
         Value::Object(data)
     }
@@ -270,6 +278,7 @@ pub fn from_bus(bus: &BusEvent) -> Option<LiveEvent> {
         obj_id: bus.object_id.clone(),
         body: bus.payload.clone(),
         seq: Some(bus.seq),
+        at: Some(bus.at),
         area: Some(area),
     };
     let topic = bus.topic.as_str();
@@ -283,6 +292,7 @@ pub fn from_bus(bus: &BusEvent) -> Option<LiveEvent> {
                 obj_id: Some(event.device_id.clone()),
                 body: serde_json::to_value(event).ok(),
                 seq: Some(bus.seq),
+                at: Some(bus.at),
                 area: Some(FuncArea::Events),
             })
         }
@@ -302,6 +312,7 @@ pub fn from_bus(bus: &BusEvent) -> Option<LiveEvent> {
                 obj_id: e.entity_id.clone(),
                 body: serde_json::to_value(e).ok(),
                 seq: Some(bus.seq),
+                at: Some(bus.at),
                 area: Some(FuncArea::Events),
             })
         }
@@ -314,6 +325,7 @@ pub fn from_bus(bus: &BusEvent) -> Option<LiveEvent> {
                 obj_id: text(p.get("obj_id")),
                 body: p.get("body").filter(|b| !b.is_null()).cloned(),
                 seq: Some(bus.seq),
+                at: Some(bus.at),
                 area: None,
             })
         }
@@ -351,6 +363,7 @@ mod tests {
             obj_id: obj.map(Into::into),
             body: None,
             seq: None,
+            at: None,
             area: None,
         }
     }
@@ -429,7 +442,7 @@ mod tests {
             got in ("[ab]", value(), value(), value()),
         ) {
             let s = Selector { class: want.0.clone(), subclass: want.1.clone(), kind: want.2.clone(), obj_id: want.3.clone() };
-            let e = LiveEvent { class: got.0.clone(), subclass: got.1.clone(), kind: got.2.clone(), obj_id: got.3.clone(), body: None, seq: None, area: None };
+            let e = LiveEvent { class: got.0.clone(), subclass: got.1.clone(), kind: got.2.clone(), obj_id: got.3.clone(), body: None, seq: None, at: None, area: None };
             let each = |w: &Option<String>, g: Option<&String>| w.as_ref().is_none_or(|w| Some(w) == g);
             let expected = each(&want.0, Some(&got.0)) && each(&want.1, got.1.as_ref())
                 && each(&want.2, got.2.as_ref()) && each(&want.3, got.3.as_ref());

@@ -368,20 +368,28 @@ pub async fn run(
     };
     tracing::info!(sink = %name, cursor = consumer.position(), "export sink started");
     // With several nodes on one database, one node at a time drives the sink: the holder of its
-    // lease, renewed at every pass; another node takes over once it has lapsed.
+    // lease, renewed before a pass once a third of it has gone by; another node takes over once it
+    // has lapsed.
     let node = uuid::Uuid::new_v4().to_string();
     let mut leading = false;
+    let mut renewed: Option<std::time::Instant> = None;
     let mut backoff = Duration::from_millis(200);
     loop {
         if *stop.borrow() {
             return;
         }
         let now = time::OffsetDateTime::now_utc();
-        match domain
-            .bus
-            .take_lease(&cursor_name(&name), &node, now, now + LEASE)
-            .await
-        {
+        let lease = if leading && renewed.is_some_and(|at| at.elapsed() < LEASE / 3) {
+            Ok(true)
+        } else {
+            let taken = domain
+                .bus
+                .take_lease(&cursor_name(&name), &node, now, now + LEASE)
+                .await;
+            renewed = matches!(taken, Ok(true)).then(std::time::Instant::now);
+            taken
+        };
+        match lease {
             Ok(true) => {
                 if !leading {
                     tracing::info!(sink = %name, node = %node, "this node drives the export sink");
@@ -404,6 +412,7 @@ pub async fn run(
                 continue;
             }
             Err(e) => {
+                leading = false;
                 tracing::warn!(sink = %name, error = %e, "export sink lease not renewed");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}

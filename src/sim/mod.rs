@@ -9,12 +9,14 @@
 //! - [`stats`]: latency histograms, counters and the report.
 //! - [`baseline`]: the canned responder that measures the transport alone.
 //! - `driver`: starts sessions at a rate, or as fast as allowed, and drains them.
+//! - [`live`]: live API subscribers on the admin port, for the live API's load test.
 
 pub mod baseline;
 pub mod client;
 pub mod device;
 mod driver;
 pub mod identity;
+pub mod live;
 pub mod session;
 pub mod state;
 pub mod stats;
@@ -348,7 +350,7 @@ impl SimOptions {
         }
     }
 
-    fn trust(&self) -> Result<Trust, SimError> {
+    pub fn trust(&self) -> Result<Trust, SimError> {
         match (&self.cafile, self.insecure) {
             (Some(path), _) => Ok(Trust::CaFile(path.clone())),
             (None, true) => Ok(Trust::Insecure),

@@ -296,6 +296,7 @@ fn sent_event(
         obj_id: Some(obj_id),
         body: (body != Value::Object(Map::new())).then_some(body),
         seq: None,
+        at: None,
         area: None,
     })
 }
@@ -418,6 +419,7 @@ async fn handle(
                 obj_id: live::field(data, "obj_id")?,
                 body: (body != Value::Object(Map::new())).then_some(body),
                 seq: None,
+                at: None,
                 area: None,
             };
             hub.domain.publish_live(caller, &event).await?;
