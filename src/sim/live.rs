@@ -126,10 +126,26 @@ pub async fn run(opts: LiveOptions) -> Result<LiveReport, SimError> {
                     .ok()?;
                 let login = json!({"class": "core", "subclass": "user", "cmd": "login",
                     "data": {"user": user, "token": password}, "tid": 1});
-                ws.send(Message::text(login.to_string())).await.ok()?;
                 let sub = json!({"class": "core", "subclass": "event", "cmd": "subscribe",
                     "data": subscribe, "tid": 2});
-                ws.send(Message::text(sub.to_string())).await.ok()?;
+                for request in [login, sub] {
+                    ws.send(Message::text(request.to_string())).await.ok()?;
+                    loop {
+                        let Some(Ok(Message::Text(text))) = ws.next().await else {
+                            return None;
+                        };
+                        let Ok(reply) = serde_json::from_str::<Value>(&text) else {
+                            return None;
+                        };
+                        if reply["tid"] == request["tid"] && reply.get("result").is_some() {
+                            if reply["result"] != "ok" {
+                                eprintln!("live subscriber refused: {reply}");
+                                return None;
+                            }
+                            break;
+                        }
+                    }
+                }
                 counts.connected.fetch_add(1, Ordering::Relaxed);
                 loop {
                     let message = tokio::select! {
