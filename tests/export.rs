@@ -637,6 +637,21 @@ async fn retention_waits_for_every_export_sink() {
             .ok();
     }
     wait_for_lines(&folder, 15).await;
+    // The sink saves its cursor once caught up.
+    let api = server.api().await;
+    for _ in 0..100 {
+        let status = api.get("/export/sinks").await.ok();
+        let siem = status["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "siem")
+            .cloned();
+        if siem.is_some_and(|s| s["lag_entries"] == 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let domain = server.app.domain.clone();
     let db = server.sql().await;
     let intake_rows = || async { db.scalar::<i64>("SELECT count(*) FROM intake_events").await };

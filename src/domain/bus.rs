@@ -234,6 +234,9 @@ impl Bus {
             name: name.to_string(),
             store: self.store.clone(),
             cursor,
+            read: cursor,
+            stored: cursor,
+            stored_at: None,
             head: self.head.subscribe(),
         })
     }
@@ -292,12 +295,26 @@ pub struct Batch {
 
 /// A reader of the bus that keeps its place in the database: after a restart it goes on from the
 /// last entry it acknowledged, so nothing is skipped and nothing repeated.
+///
+/// Reading runs ahead of acknowledging (the next batch may be read while the last one is being
+/// written out), and the acknowledged place is written to the database at most every
+/// [`CURSOR_EVERY`] and at [`Consumer::flush`], off the sink's critical path: after a crash the
+/// consumer may go back a little, never forward past what it handled.
 pub struct Consumer {
     name: String,
     store: Arc<dyn Store>,
+    /// The last entry acknowledged.
     cursor: i64,
+    /// The last entry read.
+    read: i64,
+    /// The last value written to the database, and when.
+    stored: i64,
+    stored_at: Option<std::time::Instant>,
     head: watch::Receiver<i64>,
 }
+
+/// How often an acknowledged place is written to the database, at most.
+pub const CURSOR_EVERY: Duration = Duration::from_millis(250);
 
 impl Consumer {
     /// The last entry acknowledged.
@@ -305,31 +322,53 @@ impl Consumer {
         self.cursor
     }
 
-    /// Up to `limit` outbox entries after the cursor, expanded; waits up to `wait` when there are
-    /// none yet. Reading does not move the cursor: [`Consumer::ack`] with the batch's `through`
-    /// does, once its events are handled.
+    /// Up to `limit` outbox entries after the last one read, expanded; waits up to `wait` when
+    /// there are none yet. [`Consumer::ack`] with the batch's `through` marks them handled;
+    /// [`Consumer::rewind`] reads them again.
     pub async fn next(&mut self, limit: u32, wait: Duration) -> Result<Batch> {
         let _ = self.store.sequence().await;
-        let mut records = self.store.bus_after(self.cursor, limit).await?;
-        if records.is_empty() {
+        let mut records = self.store.bus_after(self.read, limit).await?;
+        if records.is_empty() && !wait.is_zero() {
             let _ = tokio::time::timeout(wait, self.head.changed()).await;
             let _ = self.store.sequence().await;
-            records = self.store.bus_after(self.cursor, limit).await?;
+            records = self.store.bus_after(self.read, limit).await?;
         }
         let through = records.last().map(|r| r.seq);
         let mut events = Vec::new();
         for record in records {
             events.extend(expand(&*self.store, record).await?);
         }
+        if let Some(through) = through {
+            self.read = through;
+        }
         Ok(Batch { events, through })
     }
 
-    /// Records that everything up to `seq` is handled.
+    /// Goes back to reading after the last entry acknowledged (what was read since is read again).
+    pub fn rewind(&mut self) {
+        self.read = self.cursor;
+    }
+
+    /// Records that everything up to `seq` is handled; the database learns it within
+    /// [`CURSOR_EVERY`] (or at [`Consumer::flush`]).
     pub async fn ack(&mut self, seq: i64) -> Result<()> {
         if seq > self.cursor {
-            self.store.set_cursor(&self.name, seq).await?;
             self.cursor = seq;
+            self.read = self.read.max(seq);
         }
+        if self.stored_at.is_none_or(|at| at.elapsed() >= CURSOR_EVERY) {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the acknowledged place to the database if it moved.
+    pub async fn flush(&mut self) -> Result<()> {
+        if self.cursor > self.stored {
+            self.store.set_cursor(&self.name, self.cursor).await?;
+            self.stored = self.cursor;
+        }
+        self.stored_at = Some(std::time::Instant::now());
         Ok(())
     }
 }

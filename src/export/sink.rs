@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::domain::bus::Batch;
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -374,9 +376,11 @@ pub async fn run(
     let mut leading = false;
     let mut renewed: Option<std::time::Instant> = None;
     let mut backoff = Duration::from_millis(200);
+    // The next batch, read while the last one was being written.
+    let mut ahead: Option<Batch> = None;
     loop {
         if *stop.borrow() {
-            return;
+            break;
         }
         let now = time::OffsetDateTime::now_utc();
         let lease = if leading && renewed.is_some_and(|at| at.elapsed() < LEASE / 3) {
@@ -394,6 +398,7 @@ pub async fn run(
                 if !leading {
                     tracing::info!(sink = %name, node = %node, "this node drives the export sink");
                     leading = true;
+                    ahead = None;
                     // Another node may have moved the cursor while this one waited.
                     match domain.bus.consumer(&cursor_name(&name), 0).await {
                         Ok(c) => consumer = c,
@@ -403,32 +408,37 @@ pub async fn run(
                     }
                 }
             }
-            Ok(false) => {
-                leading = false;
-                tokio::select! {
-                    _ = tokio::time::sleep(LEASE / 3) => {}
-                    _ = stop.changed() => return,
+            Ok(false) | Err(_) => {
+                if let Err(e) = &lease {
+                    tracing::warn!(sink = %name, error = %e, "export sink lease not renewed");
                 }
-                continue;
-            }
-            Err(e) => {
+                if leading {
+                    let _ = consumer.flush().await;
+                }
                 leading = false;
-                tracing::warn!(sink = %name, error = %e, "export sink lease not renewed");
+                ahead = None;
+                consumer.rewind();
+                let wait = if lease.is_err() { backoff } else { LEASE / 3 };
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => break,
                 }
                 continue;
             }
         }
-        let batch = tokio::select! {
-            batch = consumer.next(500, Duration::from_secs(1)) => batch,
-            _ = stop.changed() => return,
+        let batch = match ahead.take() {
+            Some(batch) => Ok(batch),
+            None => tokio::select! {
+                batch = consumer.next(500, Duration::from_secs(1)) => batch,
+                _ = stop.changed() => break,
+            },
         };
-        let result = async {
+        let result: Result<Option<Batch>, String> = async {
             let batch = batch.map_err(|e| e.to_string())?;
             let Some(through) = batch.through else {
-                return Ok(());
+                // Caught up: the database learns where the sink is.
+                consumer.flush().await.map_err(|e| e.to_string())?;
+                return Ok(None);
             };
             let lines: Vec<Exported> = batch
                 .events
@@ -436,23 +446,35 @@ pub async fn run(
                 .filter_map(|e| exported(&source, e))
                 .filter(|l| written.is_none_or(|w| l.place > w))
                 .collect();
-            if let Some(last) = lines.last().map(|l| l.place) {
-                target.write(lines).await?;
-                if matches!(target, Target::Files(_)) {
-                    written = Some(last);
+            let last = lines.last().map(|l| l.place);
+            let files = matches!(target, Target::Files(_));
+            let write = async {
+                if last.is_some() {
+                    target.write(lines).await?;
                 }
+                Ok::<(), String>(())
+            };
+            // The next batch is read while this one is written and synced.
+            let (done, next) = tokio::join!(write, consumer.next(500, Duration::ZERO));
+            done?;
+            if files && last.is_some() {
+                written = last;
             }
-            consumer.ack(through).await.map_err(|e| e.to_string())
+            consumer.ack(through).await.map_err(|e| e.to_string())?;
+            Ok(next.ok().filter(|b| b.through.is_some()))
         }
         .await;
         match result {
-            Ok(()) => {
+            Ok(next) => {
+                ahead = next;
                 backoff = Duration::from_millis(200);
                 sinks.update(&name, kind, |s| {
                     s.last_success = Some(time::OffsetDateTime::now_utc())
                 });
             }
             Err(e) => {
+                ahead = None;
+                consumer.rewind();
                 sinks.update(&name, kind, |s| {
                     s.last_error = Some(e.clone());
                     s.last_error_at = Some(time::OffsetDateTime::now_utc());
@@ -460,10 +482,15 @@ pub async fn run(
                 tracing::warn!(sink = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "export sink held back");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return,
+                    _ = stop.changed() => break,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
+        }
+    }
+    if leading {
+        if let Err(e) = consumer.flush().await {
+            tracing::warn!(sink = %name, error = %e, "export sink cursor not saved at stop");
         }
     }
 }

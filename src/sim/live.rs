@@ -1,7 +1,7 @@
 //! Live API subscribers for load tests (`simulate --live-subscribers N`): N WebSocket connections to
 //! the admin port, each logged in and subscribed, counting the events they receive and how long
-//! after their commit (`at`) each arrived. A mix: 1% follow every device's `sync_done`, 1% every
-//! device event, the rest one device each of the fleet.
+//! after their commit (`at`) each arrived. A mix: 1% follow everything of class `mdm`, 1% every
+//! device event, the rest the events of one device each of the fleet.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,11 +58,12 @@ struct Counts {
 /// The subscription of subscriber `n`.
 fn subscription(n: u32, opts: &LiveOptions) -> Value {
     match n % 100 {
-        0 => json!({"class": "mdm", "subclass": "device", "type": "sync_done"}),
+        0 => json!({"class": "mdm"}),
         1 => json!({"class": "mdm", "subclass": "event"}),
         _ => {
-            let index = identity::pick(opts.seed, n, "live", opts.devices.max(1)) as u32;
-            json!({"class": "mdm", "subclass": "device",
+            let index =
+                (identity::pick(opts.seed, n, "live", 0) % u64::from(opts.devices.max(1))) as u32;
+            json!({"class": "mdm", "subclass": "event",
                 "obj_id": identity::device_id(opts.seed, index)})
         }
     }

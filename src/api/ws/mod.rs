@@ -92,7 +92,10 @@ pub async fn upgrade(
     let cookie = super::extract::token_in(&headers);
     let hold = hold.map(|h| h.0);
     let max = hub.config.max_message_bytes;
+    // Small buffers: a thousand idle subscribers should not hold 256 KiB each.
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| conn::run(hub, socket, peer, cookie, hold))
 }
