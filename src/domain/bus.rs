@@ -313,6 +313,9 @@ pub struct Consumer {
     head: watch::Receiver<i64>,
 }
 
+/// Events a [`Consumer`] reads at a time, about (whole outbox entries).
+pub const MAX_BATCH_EVENTS: usize = 5_000;
+
 /// How often an acknowledged place is written to the database, at most.
 pub const CURSOR_EVERY: Duration = Duration::from_millis(250);
 
@@ -333,9 +336,15 @@ impl Consumer {
             let _ = self.store.sequence().await;
             records = self.store.bus_after(self.read, limit).await?;
         }
-        let through = records.last().map(|r| r.seq);
+        // Whole entries, but no more than about MAX_BATCH_EVENTS events (an entry of device events
+        // may hold hundreds): memory stays bounded when a sink is behind.
+        let mut through = None;
         let mut events = Vec::new();
         for record in records {
+            if events.len() >= MAX_BATCH_EVENTS {
+                break;
+            }
+            through = Some(record.seq);
             events.extend(expand(&*self.store, record).await?);
         }
         if let Some(through) = through {
