@@ -870,6 +870,13 @@ async fn a_slow_consumer_is_cut_off_and_resumes() {
         assert_eq!(r["result"], "ok");
     }
     let seqs = reader.await.unwrap();
+    // Devices are not held up by the subscriber that does not read.
+    let mut dev = server.device("IMEI-BESIDE", "pw").await;
+    dev.begin().await.unwrap();
+    assert!(dev
+        .put_events(vec![event(1, "APP_STARTED")])
+        .await
+        .is_none());
     // The slow one reads only now: some events, then the close with its reason.
     let mut seen = Vec::new();
     while let Some(v) = slow.next_within(Duration::from_secs(5)).await {
