@@ -281,7 +281,7 @@ impl Target {
                     .iter()
                     .map(|l| {
                         let cef = l.line.find("CEF:0|").map_or(&l.line[..], |i| &l.line[i..]);
-                        super::syslog::message(*format, host, l.at, &l.severity, cef)
+                        super::syslog::message(*format, host, l.at, l.severity, cef)
                     })
                     .collect();
                 client
@@ -297,37 +297,52 @@ impl Target {
     }
 }
 
-/// An event to write: its CEF line, time, CEF severity, place on the bus, and Table 1 object.
+/// An event to write: its place on the bus, and what its target sends: a CEF line with its time
+/// and CEF severity (files, syslog), or a Table 1 object (webhook).
 struct Exported {
-    line: String,
-    at: time::OffsetDateTime,
-    severity: String,
     place: Place,
+    at: time::OffsetDateTime,
+    severity: &'static str,
+    line: String,
     table1: serde_json::Value,
 }
 
-fn exported(source: &cef::Source, event: &BusEvent) -> Option<Exported> {
+/// What `exported` builds for `target` (the other form is left empty).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Cef,
+    Table1,
+}
+
+fn exported(source: &cef::Source, event: &BusEvent, form: Form) -> Option<Exported> {
     let place = place(event)?;
-    let line = line(source, event)?;
+    let line = match form {
+        Form::Cef => line(source, event)?,
+        Form::Table1 => String::new(),
+    };
     let now = time::OffsetDateTime::now_utc();
+    let table1 = |build: &dyn Fn() -> serde_json::Value| match form {
+        Form::Table1 => build(),
+        Form::Cef => serde_json::Value::Null,
+    };
     let (at, severity, table1) = match (&event.event, &event.intake) {
         (Some(e), _) => (
             e.rise_time.unwrap_or(e.received_at),
             cef::device_severity(e.severity),
-            super::webhook::device_event(e, now),
+            table1(&|| super::webhook::device_event(e, now)),
         ),
         (_, Some(i)) => (
             i.event.orch_timestamp_utc.unwrap_or(i.received_at),
             cef::intake_severity(i.event.event_type),
-            super::webhook::intake_event(i, now),
+            table1(&|| super::webhook::intake_event(i, now)),
         ),
         _ => return None,
     };
     Some(Exported {
-        line,
-        at,
-        severity: severity.to_string(),
         place,
+        at,
+        severity,
+        line,
         table1,
     })
 }
@@ -345,6 +360,10 @@ pub async fn run(
     let (name, kind) = (config.name().to_string(), config.kind());
     sinks.update(&name, kind, |_| {});
     let source = cef::Source::new(&host);
+    let form = match config {
+        SinkConfig::Webhook { .. } => Form::Table1,
+        _ => Form::Cef,
+    };
     let (mut target, mut written) = match Target::open(&config, &source.host).await {
         Ok(opened) => opened,
         Err(e) => {
@@ -443,7 +462,7 @@ pub async fn run(
             let lines: Vec<Exported> = batch
                 .events
                 .iter()
-                .filter_map(|e| exported(&source, e))
+                .filter_map(|e| exported(&source, e, form))
                 .filter(|l| written.is_none_or(|w| l.place > w))
                 .collect();
             let last = lines.last().map(|l| l.place);
