@@ -49,9 +49,9 @@ fn header(text: &str) -> String {
     }
 }
 
-/// An extension value, escaped.
-fn value(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+/// Appends an extension value, escaped.
+fn escape_into(out: &mut String, text: &str) {
+    out.reserve(text.len());
     for c in text.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -61,22 +61,27 @@ fn value(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
-/// The extension: `key=value` pairs in order, absent and empty values left out.
-struct Extension(Vec<(String, String)>);
+/// The extension: `key=value` pairs in order, absent and empty values left out, written straight
+/// into one string.
+struct Extension(String);
 
 impl Extension {
     fn new() -> Extension {
-        Extension(Vec::new())
+        Extension(String::with_capacity(512))
     }
 
     fn add(&mut self, key: &str, text: Option<impl AsRef<str>>) -> &mut Self {
         if let Some(text) = text {
             let text = text.as_ref();
             if !text.is_empty() {
-                self.0.push((key.to_string(), value(text)));
+                if !self.0.is_empty() {
+                    self.0.push(' ');
+                }
+                self.0.push_str(key);
+                self.0.push('=');
+                escape_into(&mut self.0, text);
             }
         }
         self
@@ -91,12 +96,8 @@ impl Extension {
         self
     }
 
-    fn render(&self) -> String {
-        self.0
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+    fn render(&self) -> &str {
+        &self.0
     }
 }
 
