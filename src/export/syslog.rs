@@ -72,10 +72,14 @@ pub fn message(
     }
 }
 
-/// A frame of RFC 6587 octet counting: `LEN SP MSG`.
-pub fn frame(message: &str) -> Vec<u8> {
-    let mut out = format!("{} ", message.len()).into_bytes();
-    out.extend_from_slice(message.as_bytes());
+/// RFC 6587 octet-counted frames (`LEN SP MSG`) of `messages`, back to back.
+pub fn frames(messages: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(messages.iter().map(|m| m.len() + 6).sum());
+    for m in messages {
+        out.extend_from_slice(m.len().to_string().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(m.as_bytes());
+    }
     out
 }
 
@@ -178,16 +182,14 @@ impl Syslog {
                         socket.send(m.as_bytes()).await?;
                     }
                 }
+                // One write for the whole batch: a system call per message cost more than the
+                // messages.
                 Conn::Tcp(stream) => {
-                    for m in messages {
-                        stream.write_all(&frame(m)).await?;
-                    }
+                    stream.write_all(&frames(messages)).await?;
                     stream.flush().await?;
                 }
                 Conn::Tls(stream) => {
-                    for m in messages {
-                        stream.write_all(&frame(m)).await?;
-                    }
+                    stream.write_all(&frames(messages)).await?;
                     stream.flush().await?;
                 }
             }
@@ -221,6 +223,9 @@ mod tests {
         );
         let m = message(Format::Rfc3164, "mdm-1", at, "3", "CEF:0|x");
         assert_eq!(m, "<134>Dec  5 09:04:05 mdm-1 mobile-admin: CEF:0|x");
-        assert_eq!(frame("héllo"), b"6 h\xc3\xa9llo".to_vec());
+        assert_eq!(
+            frames(&["héllo".into(), "ab".into()]),
+            b"6 h\xc3\xa9llo2 ab".to_vec()
+        );
     }
 }
