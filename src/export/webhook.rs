@@ -109,6 +109,16 @@ impl Webhook {
             );
         } else if url.starts_with("https:") || login_url.is_some_and(|u| u.starts_with("https:")) {
             return Err("an https webhook needs cafile".into());
+        } else {
+            // Plain http: the client still needs a TLS configuration to be built (one that trusts
+            // nothing, since it never speaks TLS).
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            builder = builder.tls_backend_preconfigured(config);
         }
         Ok(Webhook {
             client: builder.build().map_err(|e| e.to_string())?,
