@@ -17,6 +17,12 @@ const RESERVED_CLASSES: [&str; 3] = ["core", "mdm", "intake"];
 /// Longest class, subclass, type or object id.
 const MAX_FIELD_CHARS: usize = 256;
 
+/// What a live API login proves itself with.
+pub enum Credential<'a> {
+    Password(&'a str),
+    Token(&'a str),
+}
+
 /// An event as the live API delivers it. `None` fields are left out of the message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveEvent {
@@ -238,8 +244,11 @@ impl Domain {
         caller.require(areas[0], Access::Read)
     }
 
-    /// Checks an event a client sends: its class is not one of the server's own.
+    /// Checks an event a client sends: a specific class, not one of the server's own.
     pub fn check_sent_event(&self, event: &LiveEvent) -> Result<()> {
+        if event.class == ANY {
+            return Err(DomainError::Invalid("class is a specific value".into()));
+        }
         if RESERVED_CLASSES.contains(&event.class.as_str()) {
             return Err(DomainError::Forbidden(format!(
                 "events of class {:?} come from the server only",
@@ -247,6 +256,26 @@ impl Domain {
             )));
         }
         Ok(())
+    }
+
+    /// Logs `user` in to the live API with a password, or with a REST API token that must be
+    /// that account's.
+    pub async fn live_login(
+        &self,
+        user: &str,
+        credential: Credential<'_>,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<Caller> {
+        let caller = match credential {
+            Credential::Password(password) => self.authenticate(user, password, address).await?,
+            Credential::Token(token) => self.verify_token(token, address).await?,
+        };
+        if caller.name != user {
+            return Err(DomainError::Unauthenticated(
+                "the token belongs to another account".into(),
+            ));
+        }
+        Ok(caller)
     }
 
     /// Puts an event a client sends on the bus, so that subscribers on every node get it, in

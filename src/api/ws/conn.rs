@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::hub::{Hub, Relayed, Session, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY};
 use super::protocol::{self, Code, Incoming, Request, WsError};
-use crate::domain::live::{self, LiveEvent};
+use crate::domain::live::{self, Credential, LiveEvent};
 use crate::domain::Caller;
 use crate::server::listener::ConnectionHold;
 
@@ -159,14 +159,11 @@ async fn authenticate(
             ));
         }
     }
-    let caller = match (text("password")?, text("token")?, cookie) {
-        (Some(password), _, _) => {
-            hub.domain
-                .authenticate(&user, &password, Some(peer.ip()))
-                .await?
-        }
-        (None, Some(token), _) => hub.domain.verify_token(&token, Some(peer.ip())).await?,
-        (None, None, Some(token)) => hub.domain.verify_token(token, Some(peer.ip())).await?,
+    let (password, token) = (text("password")?, text("token")?);
+    let credential = match (&password, &token, cookie) {
+        (Some(password), _, _) => Credential::Password(password),
+        (None, Some(token), _) => Credential::Token(token),
+        (None, None, Some(token)) => Credential::Token(token),
         (None, None, None) => {
             return Err(WsError::new(
                 Code::MissingField,
@@ -174,12 +171,10 @@ async fn authenticate(
             ))
         }
     };
-    if caller.name != user {
-        return Err(WsError::new(
-            Code::NotLoggedIn,
-            "the token belongs to another account",
-        ));
-    }
+    let caller = hub
+        .domain
+        .live_login(&user, credential, Some(peer.ip()))
+        .await?;
     let meta: Map<String, Value> = data
         .iter()
         .filter(|(k, _)| !LOGIN_FIELDS.contains(&k.as_str()))
@@ -405,12 +400,6 @@ async fn handle(
         ("event", "send_event" | "send") => {
             live::check_service(data)?;
             let class = live::required(data, "class")?;
-            if class == live::ANY {
-                return Err(WsError::new(
-                    Code::InvalidField,
-                    "class is a specific value",
-                ));
-            }
             let body = live::body(data);
             let event = LiveEvent {
                 class,

@@ -34,6 +34,18 @@ impl Place {
     }
 }
 
+/// Each event with its number (from 1) within its outbox entry, as [`Place`] counts them.
+fn numbered(events: &[BusEvent]) -> impl Iterator<Item = (&BusEvent, usize)> {
+    events.iter().scan((i64::MIN, 0), |at, event| {
+        *at = if at.0 == event.seq {
+            (event.seq, at.1 + 1)
+        } else {
+            (event.seq, 1)
+        };
+        Some((event, at.1))
+    })
+}
+
 /// One subscription of a session.
 pub struct Sub {
     pub selector: Selector,
@@ -565,14 +577,8 @@ impl Hub {
             let Some(through) = batch.through else {
                 return Ok(after);
             };
-            let mut index = (i64::MIN, 0);
-            for event in &batch.events {
-                index = if index.0 == event.seq {
-                    (event.seq, index.1 + 1)
-                } else {
-                    (event.seq, 1)
-                };
-                if skip.is_some_and(|p| p.covers(event.seq, index.1)) {
+            for (event, index) in numbered(&batch.events) {
+                if skip.is_some_and(|p| p.covers(event.seq, index)) {
                     continue;
                 }
                 self.dispatch(event);
@@ -714,14 +720,8 @@ impl Hub {
             let Some(through) = batch.through else {
                 break;
             };
-            let mut index = (i64::MIN, 0);
-            for event in &batch.events {
-                index = if index.0 == event.seq {
-                    (event.seq, index.1 + 1)
-                } else {
-                    (event.seq, 1)
-                };
-                if !since.covers(event.seq, index.1) {
+            for (event, index) in numbered(&batch.events) {
+                if !since.covers(event.seq, index) {
                     return Ok(());
                 }
                 let Some(live) = live::from_bus(event) else {
@@ -732,7 +732,7 @@ impl Hub {
                 }
                 let delivered = others
                     .iter()
-                    .any(|(s, at)| s.matches(&live) && !at.covers(event.seq, index.1));
+                    .any(|(s, at)| s.matches(&live) && !at.covers(event.seq, index));
                 if delivered {
                     continue;
                 }
