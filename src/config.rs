@@ -219,6 +219,7 @@ impl fmt::Debug for Config {
             .field("intake", &self.intake)
             .field("export", &self.export)
             .field("retention", &self.retention)
+            .field("live", &self.live)
             .finish()
     }
 }
