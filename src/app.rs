@@ -136,15 +136,18 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
         config.protocol.expiry(),
         config.protocol.session_limits(),
     );
-    let domain = Arc::new(Domain::new(
-        store.clone(),
-        sessions.clone(),
-        config.protocol.throttle(),
-        token_keys,
-        config.admin.clone(),
-        config.updates_dir(),
-        secret.clone(),
-    ));
+    let domain = Arc::new(
+        Domain::new(
+            store.clone(),
+            sessions.clone(),
+            config.protocol.throttle(),
+            token_keys,
+            config.admin.clone(),
+            config.updates_dir(),
+            secret.clone(),
+        )
+        .with_backend(config.backend.clone()),
+    );
     domain
         .create_initial_admin(&config.initial_password_file())
         .await
@@ -213,6 +216,10 @@ async fn compose(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<App> 
             retention,
             stopped.clone(),
         )),
+    ));
+    tasks.push((
+        "backend commands",
+        tokio::spawn(domain.clone().run_backend(stopped.clone())),
     ));
     let live = config.live.enabled.then(|| {
         Arc::new(crate::api::ws::hub::Hub::new(

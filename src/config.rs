@@ -50,6 +50,7 @@ pub struct Config {
     pub export: crate::export::sink::ExportConfig,
     pub retention: crate::domain::queries::RetentionConfig,
     pub live: crate::api::ws::LiveConfig,
+    pub backend: crate::domain::backend::BackendConfig,
 }
 
 impl Default for Config {
@@ -75,6 +76,7 @@ impl Default for Config {
             export: Default::default(),
             retention: Default::default(),
             live: Default::default(),
+            backend: Default::default(),
         }
     }
 }

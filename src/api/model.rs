@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::Flag;
-use crate::domain::Notice;
+use crate::domain::{DomainError, Notice};
 use crate::soap::{Params, Value};
 use crate::store::{self, PageRequest};
 
@@ -527,6 +527,174 @@ pub struct UpdateFile {
     pub sha256: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub modified: Option<OffsetDateTime>,
+}
+
+/// A container in the typed encoding (`CMD_PARAMS`, a backend command's result) as sent, checked
+/// value by value: the JSON to store, or why it is refused.
+pub fn container(name: &str, value: &serde_json::Value) -> Result<serde_json::Value, DomainError> {
+    if !value.is_object() {
+        return Err(DomainError::Invalid(format!(
+            "{name} is a container: an object of named typed values"
+        )));
+    }
+    let tree: Tree = serde_json::from_value(value.clone())
+        .map_err(|e| DomainError::Invalid(format!("{name}: {e}")))?;
+    params(&tree.0).map_err(|e| DomainError::Invalid(format!("{name}: {}", e.message)))?;
+    serde_json::to_value(&tree).map_err(|e| DomainError::Internal(e.to_string()))
+}
+
+/// A stored container, back in its typed form.
+fn stored_tree(value: &serde_json::Value) -> ApiResult<Tree> {
+    serde_json::from_value(value.clone())
+        .map_err(|e| ApiError::from(DomainError::Internal(format!("stored container: {e}"))))
+}
+
+/// The error container of a product backend command (seed 000), as the console set it or as the
+/// server raised it (`CMD_ERR_ORIGINATOR_ID` `mobile-admin`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(non_snake_case)]
+pub struct ErrorContainer {
+    /// `ERR_NO_BACKEND`, `ERR_NOT_SUPPORTED`, `ERR_UNKNOWN_TOKEN`, `ERR_EXPIRED_TOKEN`, or another
+    /// id of the console's (passed through).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub CMD_ERR_STR_ID: Option<String>,
+    /// Who raised the error.
+    pub CMD_ERR_ORIGINATOR_ID: String,
+    /// The originator's own error id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub CMD_ERR_ID: Option<i32>,
+    pub CMD_ERR_DESCR: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub CMD_ERR_LOC_DESCR: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub CMD_ERR_FNAME: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub CMD_ERR_LNUMBER: Option<i32>,
+}
+
+/// A product backend command as its initiator sees it: everything but `CMD_PARAMS`, which may hold
+/// a product backend's tokens and is for the console alone.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[allow(non_snake_case)]
+pub struct BackendCommand {
+    pub CMD_ID: String,
+    pub CMD_NAME: String,
+    pub CMD_PROD_NAME: String,
+    pub CMD_PROD_VERSION: String,
+    /// `pending` (routed, not taken yet), `delivered` (the console has it), `done`, `failed`.
+    pub state: String,
+    /// The console's result (`done`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Tree>,
+    /// The error container (`failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorContainer>,
+    /// The account that sent it.
+    pub initiator: String,
+    /// The console subscription it was given to, and its account.
+    pub console: Option<String>,
+    pub console_account: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// When it fails unless answered.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub deadline: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub delivered_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<OffsetDateTime>,
+}
+
+impl BackendCommand {
+    pub fn new(c: store::CommandRecord) -> ApiResult<BackendCommand> {
+        Ok(BackendCommand {
+            result: c.result.as_ref().map(stored_tree).transpose()?,
+            error: c
+                .error
+                .map(|e| {
+                    serde_json::from_value(e).map_err(|e| {
+                        ApiError::from(DomainError::Internal(format!("stored error: {e}")))
+                    })
+                })
+                .transpose()?,
+            CMD_ID: c.id,
+            CMD_NAME: c.name,
+            CMD_PROD_NAME: c.prod_name,
+            CMD_PROD_VERSION: c.prod_version,
+            state: c.state.as_str().to_string(),
+            initiator: c.initiator,
+            console: c.console,
+            console_account: c.console_account,
+            created_at: c.created_at,
+            deadline: c.deadline,
+            delivered_at: c.delivered_at,
+            ended_at: c.ended_at,
+        })
+    }
+}
+
+/// What a console reads of a command given to it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[allow(non_snake_case)]
+pub struct BackendPayload {
+    pub CMD_NAME: String,
+    pub CMD_PROD_NAME: String,
+    pub CMD_PROD_VERSION: String,
+    /// As the initiator sent them.
+    pub CMD_PARAMS: Tree,
+}
+
+impl BackendPayload {
+    pub fn new(p: crate::domain::backend::Payload) -> ApiResult<BackendPayload> {
+        Ok(BackendPayload {
+            CMD_PARAMS: stored_tree(&p.params)?,
+            CMD_NAME: p.name,
+            CMD_PROD_NAME: p.prod_name,
+            CMD_PROD_VERSION: p.prod_version,
+        })
+    }
+}
+
+/// A service console's subscription.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[allow(non_snake_case)]
+pub struct BackendConsole {
+    /// The subscription id.
+    pub id: String,
+    pub account: String,
+    /// `poll` (REST event polling) or `live` (the WebSocket API).
+    pub channel: String,
+    pub CMD_PROD_NAME: String,
+    pub CMD_PROD_VERSION: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// Gone after this unless it retrieves (or its connection lasts).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+    /// Commands given to it so far.
+    pub assigned: i64,
+}
+
+impl From<store::ConsoleRecord> for BackendConsole {
+    fn from(c: store::ConsoleRecord) -> BackendConsole {
+        BackendConsole {
+            id: c.id,
+            account: c.account,
+            channel: c.channel.as_str().to_string(),
+            CMD_PROD_NAME: c.prod_name,
+            CMD_PROD_VERSION: c.prod_version,
+            created_at: c.created_at,
+            expires_at: c.expires_at,
+            assigned: c.assigned,
+        }
+    }
 }
 
 /// The result of a change that returns no object.

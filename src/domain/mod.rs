@@ -9,12 +9,15 @@
 //! - [`policy`]: policy rows, the effective policy with where each value comes from, subscriptions.
 //! - [`queries`]: events, the audit trail, update files.
 //! - [`intake`]: seed 002's event intake: its tokens and Table 1.
+//! - [`live`]: the live API's rules (seed 003).
+//! - [`backend`]: product backend commands routed to service consoles (seed 000).
 //! - [`bus`]: what was committed, in commit order, to in-process subscribers and durable consumers.
 //!
 //! Every change goes through the store in one transaction with its audit entry; a failed change
 //! leaves neither.
 
 pub mod accounts;
+pub mod backend;
 pub mod bus;
 pub mod devices;
 pub mod intake;
@@ -219,6 +222,10 @@ pub struct Domain {
     update_hashes: Arc<queries::HashCache>,
     /// Keys the credentials of devices pre-registered with a password.
     device_secret: crate::auth::Secret,
+    backend: backend::BackendConfig,
+    /// This process among the nodes sharing the database (random at each start).
+    node: String,
+    live_consoles: backend::LiveConsoles,
 }
 
 impl Domain {
@@ -242,7 +249,16 @@ impl Domain {
             updates_root,
             update_hashes: Default::default(),
             device_secret,
+            backend: backend::BackendConfig::default(),
+            node: uuid::Uuid::new_v4().to_string(),
+            live_consoles: Default::default(),
         }
+    }
+
+    /// This domain with the given settings of product backend commands.
+    pub fn with_backend(mut self, config: backend::BackendConfig) -> Domain {
+        self.backend = config;
+        self
     }
 
     pub fn clock(&self) -> &Clock {

@@ -27,16 +27,20 @@ pub enum FuncArea {
     /// Product backend commands (seed 000): consoles need Execute here.
     #[serde(rename = "FUNC_AREA_PRODUCT_INTEGRATION")]
     ProductIntegration,
+    /// Sending product backend commands (Execute) and reading them and their outcomes (Read).
+    #[serde(rename = "FUNC_AREA_BACKEND_COMMANDS")]
+    BackendCommands,
 }
 
 impl FuncArea {
-    pub const ALL: [FuncArea; 6] = [
+    pub const ALL: [FuncArea; 7] = [
         FuncArea::Devices,
         FuncArea::Policy,
         FuncArea::Events,
         FuncArea::Updates,
         FuncArea::Admins,
         FuncArea::ProductIntegration,
+        FuncArea::BackendCommands,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +51,7 @@ impl FuncArea {
             FuncArea::Updates => "FUNC_AREA_UPDATES",
             FuncArea::Admins => "FUNC_AREA_ADMINS",
             FuncArea::ProductIntegration => "FUNC_AREA_PRODUCT_INTEGRATION",
+            FuncArea::BackendCommands => "FUNC_AREA_BACKEND_COMMANDS",
         }
     }
 }
@@ -79,7 +84,8 @@ impl Access {
 pub enum Role {
     /// Everything.
     Administrator,
-    /// Runs the fleet: devices, groups, policy, updates; reads events; no accounts.
+    /// Runs the fleet: devices, groups, policy, updates, product backend commands; reads events;
+    /// no accounts.
     Operator,
     /// Reads everything, the audit trail included; changes nothing.
     Auditor,
@@ -114,6 +120,7 @@ impl Role {
         match (self, area) {
             (Role::Administrator, _) => R | W | X,
             (Role::Operator, Devices | Policy | Updates) => R | W | X,
+            (Role::Operator, BackendCommands) => R | X,
             (Role::Operator, Events) => R,
             (Role::Operator, Admins | ProductIntegration) => 0,
             (Role::Auditor, _) => R,
@@ -197,6 +204,9 @@ mod tests {
         assert!(Role::Integration.allows(ProductIntegration, Execute));
         assert!(!Role::Integration.allows(Devices, Read));
         assert!(!Role::Operator.allows(ProductIntegration, Execute));
+        assert!(Role::Operator.allows(BackendCommands, Execute));
+        assert!(!Role::Integration.allows(BackendCommands, Execute));
+        assert!(!Role::Integration.allows(BackendCommands, Read));
         let names: Vec<&str> = FuncArea::ALL.iter().map(|a| a.name()).collect();
         assert!(names.contains(&"FUNC_AREA_PRODUCT_INTEGRATION"));
         assert_eq!(Role::parse("auditor"), Some(Role::Auditor));

@@ -36,6 +36,7 @@ pub const TABLES: &[&str] = &[
     "audit",
     "events",
     "intake_events",
+    "backend_commands",
     "outbox",
     "bus_cursors",
     "device_infections",
@@ -43,8 +44,14 @@ pub const TABLES: &[&str] = &[
 ];
 
 /// Tables that exist in the schema but are deliberately not dumped: they hold only what matters for
-/// minutes (sessions, counts of failed logins, which node drives an export sink).
-pub const NOT_DUMPED: &[&str] = &["sessions", "login_failures", "sink_leases"];
+/// minutes (sessions, counts of failed logins, which node drives an export sink, which service
+/// consoles are connected).
+pub const NOT_DUMPED: &[&str] = &[
+    "sessions",
+    "login_failures",
+    "sink_leases",
+    "backend_consoles",
+];
 
 /// Tables that triggers write while earlier tables load: cleared before their dumped rows go in.
 /// The outbox is carried whole, so that export sinks carry on from their cursors.

@@ -1,7 +1,8 @@
 //! Persistence: role traits and their two backends. Only this module writes SQL.
 //!
 //! Each role is a trait ([`DeviceStore`], [`EventStore`], [`AdminStore`], [`IdentityStore`],
-//! [`ThrottleStore`], [`SessionStore`], [`BusStore`], [`Maintenance`]); [`Store`] is all of them. The SQLite
+//! [`ThrottleStore`], [`SessionStore`], [`BusStore`], [`BackendStore`], [`Maintenance`]);
+//! [`Store`] is all of them. The SQLite
 //! backend (`sqlite/`, on rusqlite) and the PostgreSQL one (`postgres/`, on sqlx) implement each.
 //! Most statements are written once, in `shared/`, over the [`sql::Conn`] interface both backends
 //! provide; what each backend writes natively is its hot path (event intake, the reads of every
@@ -422,6 +423,74 @@ pub trait BusStore: Send + Sync + 'static {
 }
 
 /// The database as a whole.
+
+/// Product backend commands (seed 000): service consoles' registrations, and the commands routed to
+/// them. Routing happens in the transaction that stores a command, so that two consoles never get
+/// the same one.
+#[async_trait::async_trait]
+pub trait BackendStore: Send + Sync + 'static {
+    async fn add_console(&self, console: &ConsoleRecord) -> Result<()>;
+    /// Consoles live at `now`, oldest first, of one product and version and of one account when
+    /// they are given.
+    async fn consoles(
+        &self,
+        product: Option<(&str, &str)>,
+        account: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<ConsoleRecord>>;
+    async fn console(&self, id: &str) -> Result<Option<ConsoleRecord>>;
+    /// Extends the lives of the live consoles `node` holds.
+    async fn renew_consoles(&self, node: &str, until: OffsetDateTime) -> Result<u64>;
+    async fn remove_console(&self, id: &str) -> Result<Option<ConsoleRecord>>;
+    async fn remove_expired_consoles(&self, now: OffsetDateTime) -> Result<Vec<ConsoleRecord>>;
+    /// Stores a command routed to the live console for its product and version given the fewest
+    /// so far (with a bus entry for it), or failed with `new.no_console` when none is live; with
+    /// its audit entry.
+    async fn send_command(
+        &self,
+        new: &NewCommand,
+        by: &Actor,
+    ) -> Result<(CommandRecord, AuditEntry)>;
+    async fn command(&self, id: &str) -> Result<Option<CommandRecord>>;
+    async fn commands(&self, filter: &CommandFilter) -> Result<Page<CommandRecord>>;
+    /// A polling console's retrieval: renews it until `until` and marks at most `limit` of its
+    /// pending commands delivered, returning them; `None` when the console is not live.
+    async fn retrieve_commands(
+        &self,
+        console: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Option<Vec<CommandRecord>>>;
+    /// Marks a command delivered if it is pending with `console`; returns it as it is now.
+    async fn deliver_command(
+        &self,
+        id: &str,
+        console: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<CommandRecord>>;
+    /// Ends a command that has not ended (routed to `console`, when given), with its audit entry;
+    /// `None` when it had ended or is another console's.
+    async fn end_command(
+        &self,
+        id: &str,
+        console: Option<&str>,
+        end: &CommandEnd,
+        now: OffsetDateTime,
+        by: &Actor,
+    ) -> Result<Option<(CommandRecord, AuditEntry)>>;
+    /// Routes a command still pending with `from` to another live console (with a bus entry);
+    /// `None` when there is none.
+    async fn reroute_command(
+        &self,
+        id: &str,
+        from: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<CommandRecord>>;
+    /// Commands not yet ended, with whether their console is live at `now`.
+    async fn open_commands(&self, now: OffsetDateTime) -> Result<Vec<OpenCommand>>;
+}
+
 #[async_trait::async_trait]
 pub trait Maintenance: Send + Sync + 'static {
     fn backend(&self) -> Backend;
@@ -450,6 +519,7 @@ pub trait Store:
     + ThrottleStore
     + SessionStore
     + BusStore
+    + BackendStore
     + Maintenance
 {
 }
@@ -462,6 +532,7 @@ impl<T> Store for T where
         + ThrottleStore
         + SessionStore
         + BusStore
+        + BackendStore
         + Maintenance
 {
 }

@@ -476,3 +476,156 @@ pub struct BusRecord {
     /// Device events this entry stands for: rows of `events` from, to (inclusive).
     pub events: Option<(i64, i64)>,
 }
+
+/// How a service console receives its commands (seed 000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleChannel {
+    /// Event polling over the REST API.
+    Poll,
+    /// Pushed over the live WebSocket API.
+    Live,
+}
+
+impl ConsoleChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsoleChannel::Poll => "poll",
+            ConsoleChannel::Live => "live",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ConsoleChannel> {
+        match text {
+            "poll" => Some(ConsoleChannel::Poll),
+            "live" => Some(ConsoleChannel::Live),
+            _ => None,
+        }
+    }
+}
+
+/// A service console's registration for one product name and version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsoleRecord {
+    /// The subscription id.
+    pub id: String,
+    pub account: String,
+    pub channel: ConsoleChannel,
+    /// For a live console: the node holding its connection, and the live session.
+    pub node: Option<String>,
+    pub session: Option<String>,
+    pub prod_name: String,
+    pub prod_version: String,
+    pub created_at: OffsetDateTime,
+    /// Live until then, unless renewed.
+    pub expires_at: OffsetDateTime,
+    /// Commands given to it so far.
+    pub assigned: i64,
+}
+
+/// Where a product backend command stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandState {
+    /// Stored and routed to a console, which has not taken it yet.
+    Pending,
+    /// The console has it (the event was pushed or retrieved, or it read the payload).
+    Delivered,
+    /// The console set a result.
+    Done,
+    /// The console set an error, or the server did (no console, the console gone, the deadline).
+    Failed,
+}
+
+impl CommandState {
+    pub const ALL: [CommandState; 4] = [
+        CommandState::Pending,
+        CommandState::Delivered,
+        CommandState::Done,
+        CommandState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandState::Pending => "pending",
+            CommandState::Delivered => "delivered",
+            CommandState::Done => "done",
+            CommandState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CommandState> {
+        CommandState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Whether the command has ended (no console may answer it any more).
+    pub fn is_final(self) -> bool {
+        matches!(self, CommandState::Done | CommandState::Failed)
+    }
+}
+
+/// A product backend command as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandRecord {
+    /// `CMD_ID`.
+    pub id: String,
+    /// `CMD_NAME`, `CMD_PROD_NAME`, `CMD_PROD_VERSION`.
+    pub name: String,
+    pub prod_name: String,
+    pub prod_version: String,
+    /// `CMD_PARAMS`, in the API's typed encoding.
+    pub params: serde_json::Value,
+    pub state: CommandState,
+    /// The account that sent it.
+    pub initiator: String,
+    /// The console it was given to, and that console's account.
+    pub console: Option<String>,
+    pub console_account: Option<String>,
+    /// The result container (done) or the error container (failed).
+    pub result: Option<serde_json::Value>,
+    pub error: Option<serde_json::Value>,
+    pub created_at: OffsetDateTime,
+    pub deadline: OffsetDateTime,
+    pub delivered_at: Option<OffsetDateTime>,
+    pub ended_at: Option<OffsetDateTime>,
+}
+
+/// A command to store: routed, in the same transaction, to the live console for its product and
+/// version that has been given the fewest, or stored as failed with `no_console` when there is none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCommand {
+    pub id: String,
+    pub name: String,
+    pub prod_name: String,
+    pub prod_version: String,
+    pub params: serde_json::Value,
+    pub now: OffsetDateTime,
+    pub deadline: OffsetDateTime,
+    /// The error container the command ends with when no console is live.
+    pub no_console: serde_json::Value,
+}
+
+/// How a command ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandEnd {
+    Done(serde_json::Value),
+    Failed(serde_json::Value),
+}
+
+/// Which commands a list shows, newest first. Empty or `None` means any.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommandFilter {
+    pub states: Vec<CommandState>,
+    pub name: Option<String>,
+    pub prod_name: Option<String>,
+    pub prod_version: Option<String>,
+    pub initiator: Option<String>,
+    pub page: PageRequest,
+}
+
+/// A command not yet ended, with whether the console it was routed to is still live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenCommand {
+    pub command: CommandRecord,
+    pub console_live: bool,
+}

@@ -1,6 +1,7 @@
 //! The routes of `/api/v1`, one module per resource; each handler maps HTTP to one domain call.
 
 mod admins;
+mod backend;
 mod devices;
 mod events;
 mod groups;
@@ -21,6 +22,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .merge(devices::routes())
         .merge(events::routes())
         .merge(updates::routes())
+        .merge(backend::routes())
 }
 
 /// The refusals any route may answer besides its 200, each with the fatal body, for the OpenAPI

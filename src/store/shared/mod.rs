@@ -8,6 +8,7 @@
 //! notifications, dumps) it provides through [`Engine`].
 
 pub(crate) mod admin;
+pub(crate) mod backend;
 pub(crate) mod bus;
 pub(crate) mod device;
 pub(crate) mod events;
@@ -16,12 +17,14 @@ pub(crate) mod sessions;
 
 use super::engine::{read, read_now, write, write_autocommit, Engine};
 use super::{
-    dump, Account, Actor, AdminStore, AuditEntry, AuditQuery, Backend, BusRecord, BusStore,
-    DeviceChange, DeviceDetail, DeviceFilter, DeviceLogin, DeviceRecord, DeviceStatus, DeviceStore,
-    EventQuery, EventRecord, EventStore, EventTable, FleetStats, Group, IdentityStore, IntakeEvent,
-    IntakeRecord, Maintenance, NewToken, Page, PageRequest, PolicyEntry, PolicyRow, Recorded,
-    Result, Retained, Revisions, Seen, SessionCutoff, SessionStore, SettingsRecord, StoredSession,
-    SubscriptionRow, SyncRecord, SyncWrite, ThrottleStore, TokenCapReached, TokenRecord,
+    dump, Account, Actor, AdminStore, AuditEntry, AuditQuery, Backend, BackendStore, BusRecord,
+    BusStore, CommandEnd, CommandFilter, CommandRecord, ConsoleRecord, DeviceChange, DeviceDetail,
+    DeviceFilter, DeviceLogin, DeviceRecord, DeviceStatus, DeviceStore, EventQuery, EventRecord,
+    EventStore, EventTable, FleetStats, Group, IdentityStore, IntakeEvent, IntakeRecord,
+    Maintenance, NewCommand, NewToken, OpenCommand, Page, PageRequest, PolicyEntry, PolicyRow,
+    Recorded, Result, Retained, Revisions, Seen, SessionCutoff, SessionStore, SettingsRecord,
+    StoredSession, SubscriptionRow, SyncRecord, SyncWrite, ThrottleStore, TokenCapReached,
+    TokenRecord,
 };
 use crate::soap::Params;
 use time::OffsetDateTime;
@@ -619,6 +622,145 @@ impl<E: Engine> SessionStore for E {
 
     async fn session_count(&self) -> Result<u64> {
         read(self.sessions(), crate::job!(|c| sessions::count(c))).await
+    }
+}
+
+/// Service consoles and backend commands are the same on every backend.
+#[async_trait::async_trait]
+impl<E: Engine> BackendStore for E {
+    async fn add_console(&self, console: &ConsoleRecord) -> Result<()> {
+        let console = console.clone();
+        write(self, crate::job!(|c| backend::add_console(c, &console))).await
+    }
+
+    async fn consoles(
+        &self,
+        product: Option<(&str, &str)>,
+        account: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<ConsoleRecord>> {
+        let product = product.map(|(n, v)| (n.to_string(), v.to_string()));
+        let account = account.map(str::to_string);
+        read(
+            self,
+            crate::job!(|c| backend::consoles(
+                c,
+                product.as_ref().map(|(n, v)| (n.as_str(), v.as_str())),
+                account.as_deref(),
+                now
+            )),
+        )
+        .await
+    }
+
+    async fn console(&self, id: &str) -> Result<Option<ConsoleRecord>> {
+        let id = id.to_string();
+        read(self, crate::job!(|c| backend::console(c, &id))).await
+    }
+
+    async fn renew_consoles(&self, node: &str, until: OffsetDateTime) -> Result<u64> {
+        let node = node.to_string();
+        write(
+            self,
+            crate::job!(|c| backend::renew_consoles(c, &node, until)),
+        )
+        .await
+    }
+
+    async fn remove_console(&self, id: &str) -> Result<Option<ConsoleRecord>> {
+        let id = id.to_string();
+        write(self, crate::job!(|c| backend::remove_console(c, &id))).await
+    }
+
+    async fn remove_expired_consoles(&self, now: OffsetDateTime) -> Result<Vec<ConsoleRecord>> {
+        write(
+            self,
+            crate::job!(|c| backend::remove_expired_consoles(c, now)),
+        )
+        .await
+    }
+
+    async fn send_command(
+        &self,
+        new: &NewCommand,
+        by: &Actor,
+    ) -> Result<(CommandRecord, AuditEntry)> {
+        let (new, by) = (new.clone(), by.clone());
+        write(self, crate::job!(|c| backend::send_command(c, &new, &by))).await
+    }
+
+    async fn command(&self, id: &str) -> Result<Option<CommandRecord>> {
+        let id = id.to_string();
+        read(self, crate::job!(|c| backend::command(c, &id))).await
+    }
+
+    async fn commands(&self, filter: &CommandFilter) -> Result<Page<CommandRecord>> {
+        let filter = filter.clone();
+        read(self, crate::job!(|c| backend::commands(c, &filter))).await
+    }
+
+    async fn retrieve_commands(
+        &self,
+        console: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Option<Vec<CommandRecord>>> {
+        let console = console.to_string();
+        write(
+            self,
+            crate::job!(|c| backend::retrieve(c, &console, now, until, limit)),
+        )
+        .await
+    }
+
+    async fn deliver_command(
+        &self,
+        id: &str,
+        console: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<CommandRecord>> {
+        let (id, console) = (id.to_string(), console.to_string());
+        write(
+            self,
+            crate::job!(|c| backend::deliver(c, &id, &console, now)),
+        )
+        .await
+    }
+
+    async fn end_command(
+        &self,
+        id: &str,
+        console: Option<&str>,
+        end: &CommandEnd,
+        now: OffsetDateTime,
+        by: &Actor,
+    ) -> Result<Option<(CommandRecord, AuditEntry)>> {
+        let (id, console, end, by) = (
+            id.to_string(),
+            console.map(str::to_string),
+            end.clone(),
+            by.clone(),
+        );
+        write(
+            self,
+            crate::job!(|c| backend::end_command(c, &id, console.as_deref(), &end, now, &by)),
+        )
+        .await
+    }
+
+    async fn reroute_command(
+        &self,
+        id: &str,
+        from: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<CommandRecord>> {
+        let (id, from) = (id.to_string(), from.to_string());
+        write(self, crate::job!(|c| backend::reroute(c, &id, &from, now))).await
+    }
+
+    async fn open_commands(&self, now: OffsetDateTime) -> Result<Vec<OpenCommand>> {
+        read(self, crate::job!(|c| backend::open_commands(c, now))).await
     }
 }
 
