@@ -88,14 +88,31 @@ impl Ws {
         }
     }
 
-    /// Sends a request and waits for the reply with its tid.
+    /// Sends a request of class `core` and waits for the reply with its tid.
     pub async fn call(&mut self, subclass: &str, cmd: &str, data: Value) -> Value {
+        self.call_in("core", subclass, cmd, data).await
+    }
+
+    /// Sends a request of `class` and waits for the reply with its tid.
+    pub async fn call_in(&mut self, class: &str, subclass: &str, cmd: &str, data: Value) -> Value {
+        let tid = self.send_request(class, subclass, cmd, data).await;
+        self.reply(tid).await
+    }
+
+    /// Sends a request without waiting for its reply; returns its tid.
+    pub async fn send_request(
+        &mut self,
+        class: &str,
+        subclass: &str,
+        cmd: &str,
+        data: Value,
+    ) -> i64 {
         self.next_tid += 1;
         let tid = self.next_tid;
         let request =
-            json!({"class": "core", "subclass": subclass, "cmd": cmd, "data": data, "tid": tid});
+            json!({"class": class, "subclass": subclass, "cmd": cmd, "data": data, "tid": tid});
         self.send_text(request.to_string()).await;
-        self.reply(tid).await
+        tid
     }
 
     /// Waits for the reply with `tid`, keeping other messages.

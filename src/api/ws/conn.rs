@@ -65,7 +65,15 @@ pub async fn run(
     if let Some((code, text)) = reason {
         session.close(code, &text);
     }
-    hub.close(&session);
+    for console in hub.close(&session) {
+        if let Err(e) = hub
+            .domain
+            .console_gone(&console, crate::domain::backend::Gone::Disconnected)
+            .await
+        {
+            tracing::warn!(console = %console, error = %e, "cannot settle a closed console's commands");
+        }
+    }
     let _ = writer.await;
     tracing::info!(user = %session.caller.name, session = %session.id, "live session closed");
 }
@@ -305,11 +313,14 @@ async fn handle(
 ) -> Result<Option<Value>, WsError> {
     let data = &request.data;
     let caller = &session.caller;
+    if request.class == "backend" {
+        return super::backend::handle(hub, session, request).await;
+    }
     if request.class != "core" {
         return Err(WsError::new(
             Code::NotFound,
             format!(
-                "no class {:?}: the commands are of class core",
+                "no class {:?}: the commands are of classes core and backend",
                 request.class
             ),
         ));

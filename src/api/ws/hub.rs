@@ -15,7 +15,7 @@ use super::protocol::{self, Code, WsError};
 use super::LiveConfig;
 use crate::domain::bus::{Bus, BusEvent};
 use crate::domain::live::{self, LiveEvent, Selector};
-use crate::domain::{Caller, Domain};
+use crate::domain::{backend, Caller, Domain};
 use crate::export::gelf::Gelf;
 
 /// Where the dispatcher stands: every entry up to `done` handed out, and the first `count` events
@@ -158,6 +158,8 @@ struct State {
     by_obj: HashMap<String, HashMap<Arc<str>, usize>>,
     /// Sessions with subscriptions on any object id, and how many.
     any_obj: HashMap<Arc<str>, usize>,
+    /// Service consoles registered by this node's sessions: console id to session id.
+    consoles: HashMap<String, Arc<str>>,
     /// Closed sessions that may be recovered by their user, until when.
     recent: HashMap<String, (String, Instant)>,
     place: Option<Place>,
@@ -319,10 +321,20 @@ impl Hub {
 
     /// Forgets a closed session: its subscriptions go, commands waiting on it fail, and its id may
     /// be recovered by its user for a while.
-    pub fn close(&self, session: &Arc<Session>) {
+    /// Forgets a closed session; returns the service consoles it had registered, which are gone.
+    pub fn close(&self, session: &Arc<Session>) -> Vec<String> {
         let mut st = self.state.lock().unwrap();
         if st.sessions.remove(&session.id).is_none() {
-            return;
+            return Vec::new();
+        }
+        let consoles: Vec<String> = st
+            .consoles
+            .iter()
+            .filter(|(_, owner)| **owner == session.id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &consoles {
+            st.consoles.remove(id);
         }
         for sub in st.subs.remove(&session.id).unwrap_or_default() {
             st.index(&session.id, &sub.selector, false);
@@ -338,6 +350,78 @@ impl Hub {
             .insert(session.id.to_string(), (session.caller.name.clone(), until));
         drop(st);
         session.pending.lock().unwrap().clear();
+        consoles
+    }
+
+    /// Notes that `session` holds the service console `id`: its commands' events go to it.
+    pub fn add_console(&self, session: &Session, id: String) {
+        self.state
+            .lock()
+            .unwrap()
+            .consoles
+            .insert(id, session.id.clone());
+    }
+
+    /// Forgets the service console `id` if `session` holds it.
+    pub fn remove_console(&self, session: &Session, id: &str) -> bool {
+        let mut st = self.state.lock().unwrap();
+        if st.consoles.get(id) == Some(&session.id) {
+            st.consoles.remove(id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The service consoles `session` holds.
+    pub fn consoles_of(&self, session: &Session) -> Vec<String> {
+        let st = self.state.lock().unwrap();
+        st.consoles
+            .iter()
+            .filter(|(_, owner)| **owner == session.id)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Pushes a backend command's `KLSRV_EV_PROD_BACKEND_CMD` event to the session holding the
+    /// console it was routed to, if that is here, and marks it delivered.
+    fn push_command(&self, st: &State, event: &BusEvent) {
+        let Some(payload) = &event.payload else {
+            return;
+        };
+        let text = |name: &str| {
+            payload
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let (Some(console), Some(id)) = (text("console"), text("CMD_ID")) else {
+            return;
+        };
+        let Some(session) = st.consoles.get(&console).and_then(|s| st.sessions.get(s)) else {
+            return;
+        };
+        let live = LiveEvent {
+            class: "backend".into(),
+            subclass: Some("command".into()),
+            kind: Some(backend::EVENT.into()),
+            obj_id: Some(id.clone()),
+            body: Some(backend::event_body(
+                &id,
+                &text("CMD_PROD_NAME").unwrap_or_default(),
+                &text("CMD_PROD_VERSION").unwrap_or_default(),
+            )),
+            seq: Some(event.seq),
+            at: Some(event.at),
+            area: None,
+        };
+        session.push(protocol::event(self.next_tid(), live.data(&[])));
+        let domain = self.domain.clone();
+        tokio::spawn(async move {
+            if let Err(e) = domain.backend_delivered(&id, &console).await {
+                tracing::warn!(command = %id, error = %e, "cannot mark a backend command delivered");
+            }
+        });
     }
 
     pub fn session(&self, id: &str) -> Option<Arc<Session>> {
@@ -537,6 +621,10 @@ impl Hub {
             place.done = place.done.max(place.seq);
             place.seq = event.seq;
             place.count = 1;
+        }
+        if event.topic == "backend.command" {
+            self.push_command(&st, event);
+            return;
         }
         let Some(live) = live::from_bus(event) else {
             return;

@@ -5,6 +5,7 @@
 //! `conn` one connection. The rules (matching, which bus entries are which events, rights) are the
 //! domain's (`domain::live`).
 
+mod backend;
 mod conn;
 pub mod hub;
 pub mod protocol;
