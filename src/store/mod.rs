@@ -422,8 +422,6 @@ pub trait BusStore: Send + Sync + 'static {
     async fn set_cursor(&self, consumer: &str, seq: i64) -> Result<()>;
 }
 
-/// The database as a whole.
-
 /// Product backend commands (seed 000): service consoles' registrations, and the commands routed to
 /// them. Routing happens in the transaction that stores a command, so that two consoles never get
 /// the same one.
@@ -491,6 +489,7 @@ pub trait BackendStore: Send + Sync + 'static {
     async fn open_commands(&self, now: OffsetDateTime) -> Result<Vec<OpenCommand>>;
 }
 
+/// The database as a whole.
 #[async_trait::async_trait]
 pub trait Maintenance: Send + Sync + 'static {
     fn backend(&self) -> Backend;
