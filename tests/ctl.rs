@@ -280,3 +280,108 @@ async fn the_command_line_manages_the_server_through_the_api() {
     assert!(ctl.fails(&["groups", "list"]).contains("not logged in"));
     process.kill();
 }
+
+/// `ctl backend`: sending product backend commands, waiting for them, listing them and the consoles.
+#[tokio::test]
+async fn the_command_line_sends_backend_commands() {
+    let dir = TestDir::new().await;
+    let process = ServerProcess::spawn(dir.path(), &["--database-url", dir.db.url()]);
+    let home = tempfile::tempdir().unwrap();
+    let ctl = Ctl {
+        home: home.path(),
+        server: format!("https://127.0.0.1:{}", process.admin_addr.port()),
+        cacert: generated_cert(dir.path()),
+    };
+    let password = std::fs::read_to_string(dir.path().join("initial-admin-password")).unwrap();
+    assert!(ctl.login(password.trim()).status.success());
+    let send = [
+        "backend",
+        "send",
+        "echo",
+        "--product",
+        "P",
+        "--version",
+        "1.0",
+    ];
+
+    // No console: failed at once.
+    let sent = ctl.json(&send);
+    assert_eq!(sent["state"], "failed", "{sent}");
+    assert!(ctl
+        .fails(&[
+            "backend",
+            "send",
+            "echo",
+            "--product",
+            "P",
+            "--version",
+            "1.0",
+            "--params",
+            "[1"
+        ])
+        .contains("--params"));
+
+    // A polling console answers; `show --wait` prints the result.
+    let api = common::api::Api::new(dir.path(), process.admin_addr);
+    let admin = api.login("admin", password.trim()).await;
+    admin
+        .post(
+            "/admins",
+            serde_json::json!({"name": "console", "role": "integration",
+                "password": "a long enough password"}),
+        )
+        .await
+        .ok();
+    let console = api.login("console", "a long enough password").await;
+    let sub = console
+        .post(
+            "/backend-subscriptions",
+            serde_json::json!({"event": "KLSRV_EV_PROD_BACKEND_CMD",
+                "filter": {"CMD_PROD_NAME": "P", "CMD_PROD_VERSION": "1.0"}}),
+        )
+        .await
+        .ok();
+    let consoles = ctl.ok(&["backend", "consoles", "--product", "P", "--version", "1.0"]);
+    assert!(
+        consoles.contains("console") && consoles.contains("poll"),
+        "{consoles}"
+    );
+    let mut with_params = send.to_vec();
+    with_params.extend(["--params", r#"{"n": {"type": "int", "value": 5}}"#]);
+    let sent = ctl.json(&with_params);
+    let id = sent["CMD_ID"].as_str().unwrap().to_string();
+    assert_eq!(sent["state"], "pending");
+    console
+        .send(console.request(
+            reqwest::Method::POST,
+            &format!(
+                "/backend-subscriptions/{}/retrieve",
+                sub["id"].as_str().unwrap()
+            ),
+        ))
+        .await
+        .ok();
+    let payload = console
+        .get(&format!("/backend-commands/{id}/payload"))
+        .await
+        .ok();
+    console
+        .put(
+            &format!("/backend-commands/{id}/result"),
+            payload["CMD_PARAMS"].clone(),
+        )
+        .await
+        .ok();
+    let shown = ctl.json(&["backend", "show", &id, "--wait", "10"]);
+    assert_eq!(shown["state"], "done");
+    assert_eq!(shown["result"]["n"]["value"], 5);
+    let table = ctl.ok(&["backend", "list", "--state", "done"]);
+    assert!(
+        table.starts_with("CMD_ID") && table.contains(&id),
+        "{table}"
+    );
+    assert!(ctl
+        .fails(&["backend", "show", "no-such-command"])
+        .contains("404"));
+    process.kill();
+}

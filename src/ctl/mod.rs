@@ -74,6 +74,9 @@ pub enum CtlCommand {
     /// Update files served to devices.
     #[command(subcommand)]
     Updates(Updates),
+    /// Product backend commands, routed to service consoles.
+    #[command(subcommand)]
+    Backend(Backend),
     /// The audit trail, newest first.
     Audit {
         #[arg(long)]
@@ -285,6 +288,56 @@ pub enum Tokens {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum Backend {
+    /// Send a command to the service console of a product and version; prints its CMD_ID, or with
+    /// --wait the command once it has ended.
+    Send {
+        /// CMD_NAME.
+        name: String,
+        /// CMD_PROD_NAME.
+        #[arg(long)]
+        product: String,
+        /// CMD_PROD_VERSION.
+        #[arg(long)]
+        version: String,
+        /// CMD_PARAMS in the typed encoding, e.g. '{"n": {"type": "int", "value": 5}}'.
+        #[arg(long)]
+        params: Option<String>,
+        /// Seconds to wait for the command to end (at most 60).
+        #[arg(long)]
+        wait: Option<u64>,
+    },
+    /// A command, with its result or error container.
+    Show {
+        id: String,
+        /// Seconds to wait for the command to end (at most 60).
+        #[arg(long)]
+        wait: Option<u64>,
+    },
+    /// Commands, newest first.
+    List {
+        /// pending, delivered, done, failed (repeat for several).
+        #[arg(long = "state")]
+        states: Vec<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        product: Option<String>,
+        #[arg(long)]
+        version: Option<String>,
+        #[command(flatten)]
+        page: Page,
+    },
+    /// The live service consoles.
+    Consoles {
+        #[arg(long, requires = "version")]
+        product: Option<String>,
+        #[arg(long, requires = "product")]
+        version: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum Updates {
     /// Upload a file (streamed), replacing any file of that name.
     Upload {
@@ -445,6 +498,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::Tokens(command) => tokens(&client, &out, command).await?,
         CtlCommand::Updates(command) => updates(&client, &out, command).await?,
+        CtlCommand::Backend(command) => backend(&client, &out, command).await?,
         CtlCommand::Audit {
             kind,
             object,
@@ -525,6 +579,90 @@ async fn devices(client: &Client, out: &Output, command: Devices) -> anyhow::Res
                            "password": password}),
                 )
                 .await?
+        }
+    };
+    out.object(&value);
+    Ok(())
+}
+
+async fn backend(client: &Client, out: &Output, command: Backend) -> anyhow::Result<()> {
+    let show = |id: &str, wait: Option<u64>| {
+        let query: Vec<(String, String)> = wait
+            .map(|w| ("wait".into(), w.to_string()))
+            .into_iter()
+            .collect();
+        let path = format!("/backend-commands/{}", segment(id));
+        async move { client.get_query(&path, &query).await }
+    };
+    let value = match command {
+        Backend::Send {
+            name,
+            product,
+            version,
+            params,
+            wait,
+        } => {
+            let params: Value = match params {
+                Some(text) => serde_json::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("--params is not JSON: {e}"))?,
+                None => json!({}),
+            };
+            let sent = client
+                .post(
+                    "/backend-commands",
+                    json!({"CMD_NAME": name, "CMD_PROD_NAME": product,
+                           "CMD_PROD_VERSION": version, "CMD_PARAMS": params}),
+                )
+                .await?;
+            match (wait, sent["CMD_ID"].as_str()) {
+                (Some(wait), Some(id)) => show(id, Some(wait)).await?,
+                _ => sent,
+            }
+        }
+        Backend::Show { id, wait } => show(&id, wait).await?,
+        Backend::List {
+            states,
+            name,
+            product,
+            version,
+            page,
+        } => {
+            let mut query = page.query();
+            query.extend(states.into_iter().map(|s| ("state".to_string(), s)));
+            query.extend(name.map(|n| ("CMD_NAME".to_string(), n)));
+            query.extend(product.map(|p| ("CMD_PROD_NAME".to_string(), p)));
+            query.extend(version.map(|v| ("CMD_PROD_VERSION".to_string(), v)));
+            out.list(
+                &client.get_query("/backend-commands", &query).await?,
+                &[
+                    "CMD_ID",
+                    "created_at",
+                    "CMD_NAME",
+                    "CMD_PROD_NAME",
+                    "CMD_PROD_VERSION",
+                    "state",
+                    "initiator",
+                ],
+            );
+            return Ok(());
+        }
+        Backend::Consoles { product, version } => {
+            let mut query = Vec::new();
+            query.extend(product.map(|p| ("CMD_PROD_NAME".to_string(), p)));
+            query.extend(version.map(|v| ("CMD_PROD_VERSION".to_string(), v)));
+            out.list(
+                &client.get_query("/backend-consoles", &query).await?,
+                &[
+                    "id",
+                    "account",
+                    "channel",
+                    "CMD_PROD_NAME",
+                    "CMD_PROD_VERSION",
+                    "assigned",
+                    "expires_at",
+                ],
+            );
+            return Ok(());
         }
     };
     out.object(&value);
