@@ -145,6 +145,13 @@ struct SimulateArgs {
     /// A file holding its password.
     #[arg(long)]
     live_password_file: Option<std::path::PathBuf>,
+    /// Instead of devices, run this many service consoles over the live API at --live-admin, with
+    /// --backend-initiators sending product backend commands one after another for --duration,
+    /// then report commands per second and round-trip times.
+    #[arg(long, requires_all = ["live_admin", "live_password_file", "duration"], conflicts_with_all = ["server", "serve_baseline", "live_subscribers"])]
+    backend_consoles: Option<u32>,
+    #[arg(long, default_value_t = 32)]
+    backend_initiators: u32,
 }
 
 #[cfg(feature = "simulator")]
@@ -153,6 +160,30 @@ impl SimulateArgs {
         if let Some(listen) = self.serve_baseline {
             let dir = self.options.state_dir.join("baseline");
             return Ok(mobile_admin::sim::serve_baseline(listen, &dir).await?);
+        }
+        if let (Some(consoles), Some(admin), Some(password_file)) = (
+            self.backend_consoles,
+            self.live_admin,
+            self.live_password_file.clone(),
+        ) {
+            let report =
+                mobile_admin::sim::backend::run(mobile_admin::sim::backend::BackendOptions {
+                    admin,
+                    tls_name: self
+                        .options
+                        .tls_name
+                        .clone()
+                        .unwrap_or_else(|| "localhost".into()),
+                    trust: self.options.trust()?,
+                    user: self.live_user.clone(),
+                    password_file,
+                    consoles,
+                    initiators: self.backend_initiators,
+                    duration: self.options.duration.unwrap_or_default(),
+                })
+                .await?;
+            println!("{}", serde_json::to_string(&report)?);
+            return Ok(());
         }
         if let (Some(subscribers), Some(admin), Some(password_file)) = (
             self.live_subscribers,

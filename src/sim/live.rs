@@ -69,6 +69,35 @@ fn subscription(n: u32, opts: &LiveOptions) -> Value {
     }
 }
 
+/// Logs `user` in over the REST API at `admin` with a password; the session token.
+pub(super) async fn login_token(
+    admin: &SocketAddr,
+    tls_name: &str,
+    config: &Arc<rustls::ClientConfig>,
+    user: &str,
+    password: &str,
+) -> Result<String, SimError> {
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls((**config).clone())
+        .resolve(tls_name, *admin)
+        .build()
+        .map_err(|e| SimError::Tls(e.to_string()))?;
+    let answer: Value = http
+        .post(format!("https://{tls_name}:{}/api/v1/login", admin.port()))
+        .json(&json!({"name": user, "password": password}))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| SimError::Options(format!("admin login: {e}")))?
+        .json()
+        .await
+        .map_err(|e| SimError::Options(format!("admin login: {e}")))?;
+    answer["token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| SimError::Options("admin login: no token".into()))
+}
+
 /// Connects the subscribers, waits `duration`, and reports.
 pub async fn run(opts: LiveOptions) -> Result<LiveReport, SimError> {
     let password = std::fs::read_to_string(&opts.password_file)
@@ -78,29 +107,7 @@ pub async fn run(opts: LiveOptions) -> Result<LiveReport, SimError> {
     let config = client_config(&opts.trust, false)?;
     // One password login for a token; each subscriber logs in with the token (a password check
     // per connection would measure argon2, not the live API).
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls((*config).clone())
-        .resolve(&opts.tls_name, opts.admin)
-        .build()
-        .map_err(|e| SimError::Tls(e.to_string()))?;
-    let answer: Value = http
-        .post(format!(
-            "https://{}:{}/api/v1/login",
-            opts.tls_name,
-            opts.admin.port()
-        ))
-        .json(&json!({"name": opts.user, "password": password}))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| SimError::Options(format!("admin login: {e}")))?
-        .json()
-        .await
-        .map_err(|e| SimError::Options(format!("admin login: {e}")))?;
-    let password = answer["token"]
-        .as_str()
-        .ok_or_else(|| SimError::Options("admin login: no token".into()))?
-        .to_string();
+    let password = login_token(&opts.admin, &opts.tls_name, &config, &opts.user, &password).await?;
     let tls = tokio_rustls::TlsConnector::from(config);
     let name = rustls::pki_types::ServerName::try_from(opts.tls_name.clone())
         .map_err(|e| SimError::Options(format!("--tls-name: {e}")))?;

@@ -11,6 +11,7 @@
 //! - `driver`: starts sessions at a rate, or as fast as allowed, and drains them.
 //! - [`live`]: live API subscribers on the admin port, for the live API's load test.
 
+pub mod backend;
 pub mod baseline;
 pub mod client;
 pub mod device;
