@@ -11,8 +11,8 @@
 //!   `{"valid_until": datetime}`.
 //!
 //! ```text
-//! cargo run --example backend_console -- --server localhost:8443 \
-//!     --ca data/server-cert.pem --user console --password-file console.password \
+//! cargo run --example backend_console -- --server localhost:13299 \
+//!     --ca data/tls/device-cert.pem --user console --password-file console.password \
 //!     --product MobileSecurity --version 11.0 [--poll]
 //! ```
 //!
