@@ -696,7 +696,7 @@ async fn commands_go_to_exactly_one_console_of_their_product_and_version() {
 #[tokio::test]
 async fn the_server_fails_commands_no_console_can_answer() {
     let server = TestServer::start_with(|c| {
-        c.backend.command_deadline_secs = 3;
+        c.backend.command_deadline_secs = 4;
         c.backend.console_timeout_secs = 2;
     })
     .await;
@@ -736,9 +736,24 @@ async fn the_server_fails_commands_no_console_can_answer() {
     let (id, _) = send(&initiator, P, V, "ping", json!({})).await;
     pushed_command(&mut console).await;
     let failed = outcome(&initiator, &id).await;
-    assert!(descr(&failed).contains("within 3 seconds"), "{failed}");
+    assert!(descr(&failed).contains("within 4 seconds"), "{failed}");
     assert_eq!(failed["error"]["CMD_ERR_STR_ID"], "ERR_NO_BACKEND");
     drop(console);
+    // A polling console takes a command and stops polling: the command fails, saying so.
+    let (polling, sub) = rest_console(&server, "console", P, V).await;
+    let (id, _) = send(&initiator, P, V, "ping", json!({})).await;
+    assert_eq!(
+        retrieve(&polling, &sub).await["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let failed = outcome(&initiator, &id).await;
+    assert!(
+        descr(&failed).contains("stopped polling before answering"),
+        "{failed}"
+    );
     // A polling console stops polling before retrieving: its command goes to the spare console.
     let (_, sub) = rest_console(&server, "console", P, V).await;
     let (id, _) = send(&initiator, P, V, "ping", json!({})).await;

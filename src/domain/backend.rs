@@ -687,6 +687,7 @@ impl Domain {
     /// whose console is gone.
     pub async fn sweep_backend(&self) -> Result<()> {
         let now = self.clock.now();
+        let mut gone = std::collections::HashMap::new();
         for console in self.store.remove_expired_consoles(now).await? {
             let why = match console.channel {
                 ConsoleChannel::Poll => Gone::StoppedPolling,
@@ -694,6 +695,7 @@ impl Domain {
             };
             tracing::info!(console = %console.id, account = %console.account, why = why.says(),
                 "service console gone");
+            gone.insert(console.id, why);
         }
         for OpenCommand {
             command,
@@ -707,7 +709,12 @@ impl Domain {
                 );
                 self.fail(&command, description, now).await?;
             } else if !console_live {
-                self.orphaned(&command, Gone::Disconnected, now).await?;
+                let why = command
+                    .console
+                    .as_ref()
+                    .and_then(|c| gone.get(c).copied())
+                    .unwrap_or(Gone::Disconnected);
+                self.orphaned(&command, why, now).await?;
             }
         }
         Ok(())
