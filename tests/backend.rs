@@ -985,3 +985,57 @@ fn example_console() -> std::path::PathBuf {
     }
     binary
 }
+
+/// Two nodes on one PostgreSQL database: a command sent on one node reaches a live console on the
+/// other and its result comes back; when that node stops, the command its console had taken fails.
+#[tokio::test]
+async fn commands_cross_nodes() {
+    if !postgres_or_skip("commands_cross_nodes") {
+        return;
+    }
+    let a = TestServer::start().await;
+    account(&a, "console", "integration").await;
+    let b_dir = tempfile::tempdir().unwrap();
+    // A cluster's nodes share the server secret and the token key.
+    let mut b_config = mobile_admin::config::Config {
+        database_url: a.config.database_url.clone(),
+        secret_file: Some(a.config.secret_file()),
+        ..test_config(b_dir.path())
+    };
+    b_config.admin.token_key_file = Some(a.config.token_key_file());
+    let b = mobile_admin::start(&b_config).await.unwrap();
+    let connector = tls_client(&generated_cert(b_dir.path()));
+    let mut console = Ws::connect_to(&connector, b.admin_addr(), &[]).await;
+    console.login("console", PASSWORD).await;
+    let reply = console
+        .call_in("backend", "command", "subscribe", subscription(P, V))
+        .await;
+    assert_eq!(reply["result"], "ok", "{reply}");
+    let initiator = a.api().await;
+    let (id, _) = send(&initiator, P, V, "echo", every_type()).await;
+    assert_eq!(pushed_command(&mut console).await["CMD_ID"], id.as_str());
+    let payload = console
+        .call_in("backend", "command", "get_payload", json!({"CMD_ID": id}))
+        .await;
+    let reply = console
+        .call_in(
+            "backend",
+            "command",
+            "set_result",
+            json!({"CMD_ID": id, "result": payload["data"]["CMD_PARAMS"]}),
+        )
+        .await;
+    assert_eq!(reply["result"], "ok", "{reply}");
+    let done = outcome(&initiator, &id).await;
+    assert_eq!(done["result"], every_type());
+    // Node b stops with a command its console had taken: node a's initiator sees it fail.
+    let (id, _) = send(&initiator, P, V, "ping", json!({})).await;
+    pushed_command(&mut console).await;
+    b.stop().await;
+    let failed = outcome(&initiator, &id).await;
+    assert_eq!(
+        failed["error"]["CMD_ERR_STR_ID"], "ERR_NO_BACKEND",
+        "{failed}"
+    );
+    a.stop().await;
+}
