@@ -927,3 +927,50 @@ async fn health_and_the_documents_need_no_token() {
     assert!(!html.contains("https://"), "no external resources");
     server.stop().await;
 }
+
+/// `/healthz` and `/readyz` answer without a token; readiness needs the schema this build expects.
+#[tokio::test]
+async fn health_and_readiness_answer_without_a_token() {
+    let server = TestServer::start().await;
+    let tls = mobile_admin::tls::client_config(&generated_cert(server.dir.path())).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{}", server.app.admin_addr().port());
+    let get = |path: &str| client.get(format!("{base}{path}")).send();
+    let health = get("/healthz").await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<Value>().await.unwrap(),
+        json!({"status": "ok"})
+    );
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(
+        ready["schema_version"],
+        mobile_admin::store::latest_schema_version()
+    );
+    // A schema this build does not expect: not ready, with the fatal body and Retry-After.
+    let db = server.sql().await;
+    let newest = "(SELECT max(version) FROM _sqlx_migrations)";
+    db.execute(&format!(
+        "UPDATE _sqlx_migrations SET success = false WHERE version = {newest}"
+    ))
+    .await;
+    let refused = get("/readyz").await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["statusCode"], 503);
+    assert!(
+        body["message"].as_str().unwrap().contains("schema"),
+        "{body}"
+    );
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    db.execute("UPDATE _sqlx_migrations SET success = true WHERE success = false")
+        .await;
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+}

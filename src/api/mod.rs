@@ -160,6 +160,8 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
     let router = api
         .merge(intake::routes(&state.intake))
         .route("/api/v1/ws", axum::routing::get(ws::upgrade))
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/readyz", axum::routing::get(readyz))
         .merge(docs)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
@@ -168,6 +170,22 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         ))
         .with_state(state);
     (router, openapi)
+}
+
+/// Alive: the process answers (no token needed).
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Ready: the database answers and holds the schema this build expects (no token needed); else
+/// 503 with the fatal body and `Retry-After`.
+async fn readyz(State(state): State<ApiState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    match state.domain.readiness().await {
+        Ok(version) => Ok(axum::Json(
+            serde_json::json!({"status": "ready", "schema_version": version}),
+        )),
+        Err(e) => Err(ApiError::unavailable(e.to_string(), Duration::from_secs(5))),
+    }
 }
 
 /// What applies to every request: the header limit, the overall rate, fatal bodies for every

@@ -565,6 +565,11 @@ pub fn backend_of(url: &str) -> Result<Backend> {
     }
 }
 
+/// The schema version this build expects: its newest migration.
+pub fn latest_schema_version() -> i64 {
+    sqlite::migrate::latest_version()
+}
+
 /// Opens the database named by `url`, creating it if needed, and applies the migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     open_with(url, StoreOptions::default()).await

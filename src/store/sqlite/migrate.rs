@@ -9,6 +9,11 @@ use super::super::{Result, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// The newest migration this build carries (the two backends' folders stay in step).
+pub(crate) fn latest_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 /// Applies the migrations this database has not had yet, each in a transaction of its own.
 pub(super) fn run(conn: &mut Connection) -> Result<()> {
     conn.execute_batch(

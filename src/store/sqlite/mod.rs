@@ -13,7 +13,7 @@
 
 mod dump;
 mod events;
-mod migrate;
+pub(crate) mod migrate;
 mod writer;
 
 use std::collections::HashMap;
