@@ -319,6 +319,21 @@ impl Domain {
     }
 }
 
+impl Domain {
+    /// Whether this node can serve: the database answers and holds the schema this build expects.
+    /// The schema version, or why not.
+    pub async fn readiness(&self) -> Result<i64> {
+        let version = self.store.schema_version().await?;
+        let expected = crate::store::latest_schema_version();
+        if version != expected {
+            return Err(DomainError::Unavailable(format!(
+                "the database's schema is version {version}, this server expects {expected}"
+            )));
+        }
+        Ok(version)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,20 +357,5 @@ mod tests {
         assert!(list_updates(&dir.path().join("missing"))
             .unwrap()
             .is_empty());
-    }
-}
-
-impl Domain {
-    /// Whether this node can serve: the database answers and holds the schema this build expects.
-    /// The schema version, or why not.
-    pub async fn readiness(&self) -> Result<i64> {
-        let version = self.store.schema_version().await?;
-        let expected = crate::store::latest_schema_version();
-        if version != expected {
-            return Err(DomainError::Unavailable(format!(
-                "the database's schema is version {version}, this server expects {expected}"
-            )));
-        }
-        Ok(version)
     }
 }
