@@ -977,16 +977,7 @@ async fn events_cross_nodes() {
         return;
     }
     let a = TestServer::start().await;
-    let b_dir = tempfile::tempdir().unwrap();
-    // A cluster's nodes share the server secret and the token key.
-    let mut b_config = mobile_admin::config::Config {
-        database_url: a.config.database_url.clone(),
-        secret_file: Some(a.config.secret_file()),
-        ..test_config(b_dir.path())
-    };
-    b_config.admin.token_key_file = Some(a.config.token_key_file());
-    let b = mobile_admin::start(&b_config).await.unwrap();
-    let connector = tls_client(&generated_cert(b_dir.path()));
+    let (b, connector, _b_dir) = second_node(&a).await;
     let mut ws = Ws::connect_to(&connector, b.admin_addr(), &[]).await;
     ws.login("admin", &admin_password(&a)).await;
     ws.call(

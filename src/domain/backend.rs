@@ -375,11 +375,13 @@ impl Domain {
         Ok(self.store.commands(filter).await?)
     }
 
-    /// The live consoles (of one product and version), for initiators and consoles alike.
+    /// The live consoles (of one product and version, when both are given: one alone is refused),
+    /// for initiators and consoles alike.
     pub async fn backend_consoles(
         &self,
         caller: &Caller,
-        product: Option<(&str, &str)>,
+        name: Option<&str>,
+        version: Option<&str>,
     ) -> Result<Vec<ConsoleRecord>> {
         if caller
             .require(FuncArea::BackendCommands, Access::Read)
@@ -387,12 +389,17 @@ impl Domain {
         {
             caller.require(FuncArea::ProductIntegration, Access::Execute)?;
         }
-        let product = match product {
-            Some((name, version)) => Some((
-                product_field("CMD_PROD_NAME", Some(name))?,
-                product_field("CMD_PROD_VERSION", Some(version))?,
+        let product = match (name, version) {
+            (None, None) => None,
+            (Some(_), Some(_)) => Some((
+                product_field("CMD_PROD_NAME", name)?,
+                product_field("CMD_PROD_VERSION", version)?,
             )),
-            None => None,
+            _ => {
+                return Err(DomainError::Missing(
+                    "CMD_PROD_NAME and CMD_PROD_VERSION (give both, or neither)".into(),
+                ))
+            }
         };
         let product = product.as_ref().map(|(n, v)| (n.as_str(), v.as_str()));
         Ok(self.store.consoles(product, None, self.clock.now()).await?)
@@ -480,10 +487,8 @@ impl Domain {
                 "service console gone");
         }
         let now = self.clock.now();
-        for open in self.store.open_commands(now).await? {
-            if open.command.console.as_deref() == Some(id) {
-                self.orphaned(&open.command, why, now).await?;
-            }
+        for open in self.store.open_commands(now, Some(id)).await? {
+            self.orphaned(&open.command, why, now).await?;
         }
         Ok(())
     }
@@ -700,7 +705,7 @@ impl Domain {
         for OpenCommand {
             command,
             console_live,
-        } in self.store.open_commands(now).await?
+        } in self.store.open_commands(now, None).await?
         {
             if command.deadline <= now {
                 let description = format!(

@@ -485,8 +485,13 @@ pub trait BackendStore: Send + Sync + 'static {
         from: &str,
         now: OffsetDateTime,
     ) -> Result<Option<CommandRecord>>;
-    /// Commands not yet ended, with whether their console is live at `now`.
-    async fn open_commands(&self, now: OffsetDateTime) -> Result<Vec<OpenCommand>>;
+    /// Commands not yet ended (routed to `console`, when given), with whether their console is
+    /// live at `now`.
+    async fn open_commands(
+        &self,
+        now: OffsetDateTime,
+        console: Option<&str>,
+    ) -> Result<Vec<OpenCommand>>;
 }
 
 /// The database as a whole.

@@ -186,6 +186,23 @@ impl TestDir {
     }
 }
 
+/// A second node of `first`'s cluster, in a data directory of its own: the same database, and the
+/// server secret and token key every node of a cluster shares; with a TLS client trusting it.
+pub async fn second_node(
+    first: &TestServer,
+) -> (mobile_admin::App, TlsConnector, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        database_url: first.config.database_url.clone(),
+        secret_file: Some(first.config.secret_file()),
+        ..test_config(dir.path())
+    };
+    config.admin.token_key_file = Some(first.config.token_key_file());
+    let node = mobile_admin::start(&config).await.unwrap();
+    let connector = tls_client(&generated_cert(dir.path()));
+    (node, connector, dir)
+}
+
 /// A server started by `mobile_admin::start` in a temporary data directory, on the backend under test.
 pub struct TestServer {
     pub app: mobile_admin::App,

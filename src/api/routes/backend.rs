@@ -357,18 +357,6 @@ pub struct ProductQuery {
     pub CMD_PROD_VERSION: Option<String>,
 }
 
-impl ProductQuery {
-    fn product(&self) -> Result<Option<(&str, &str)>, ApiError> {
-        match (&self.CMD_PROD_NAME, &self.CMD_PROD_VERSION) {
-            (None, None) => Ok(None),
-            (Some(name), Some(version)) => Ok(Some((name, version))),
-            _ => Err(ApiError::bad_request(
-                "give both CMD_PROD_NAME and CMD_PROD_VERSION, or neither",
-            )),
-        }
-    }
-}
-
 /// The live service consoles. Needs Read on FUNC_AREA_BACKEND_COMMANDS or Execute on
 /// FUNC_AREA_PRODUCT_INTEGRATION.
 #[utoipa::path(get, path = "/backend-consoles", tag = "backend consoles",
@@ -382,7 +370,11 @@ async fn list_consoles(
     let page = paging.page()?;
     let consoles = state
         .domain
-        .backend_consoles(&caller, query.product()?)
+        .backend_consoles(
+            &caller,
+            query.CMD_PROD_NAME.as_deref(),
+            query.CMD_PROD_VERSION.as_deref(),
+        )
         .await?
         .into_iter()
         .map(BackendConsole::from)
@@ -408,7 +400,11 @@ async fn console_available(
 ) -> Reply<Available> {
     let consoles = state
         .domain
-        .backend_consoles(&caller, query.product()?)
+        .backend_consoles(
+            &caller,
+            query.CMD_PROD_NAME.as_deref(),
+            query.CMD_PROD_VERSION.as_deref(),
+        )
         .await?;
     Ok(axum::Json(Available {
         available: Flag::from(!consoles.is_empty()),

@@ -8,21 +8,9 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::hub::{Hub, Session};
-use super::protocol::{self, Code, Request, WsError};
+use super::protocol::{self, text, Code, Request, WsError};
 use crate::api::model::{container, BackendCommand, BackendPayload};
 use crate::domain::backend::{CommandRequest, ConsoleOf};
-
-/// A string field: absent or null is `None`.
-fn text(data: &Map<String, Value>, name: &str) -> Result<Option<String>, WsError> {
-    match data.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(WsError::new(
-            Code::InvalidField,
-            format!("{name} is a string"),
-        )),
-    }
-}
 
 /// The mandatory `CMD_ID`.
 fn command_id(data: &Map<String, Value>) -> Result<String, WsError> {
@@ -195,17 +183,9 @@ pub async fn handle(
                 text(data, "CMD_PROD_NAME")?,
                 text(data, "CMD_PROD_VERSION")?,
             );
-            let product = match (&name, &version) {
-                (None, None) => None,
-                (Some(n), Some(v)) => Some((n.as_str(), v.as_str())),
-                _ => {
-                    return Err(WsError::new(
-                        Code::MissingField,
-                        "give both CMD_PROD_NAME and CMD_PROD_VERSION, or neither",
-                    ))
-                }
-            };
-            let consoles = domain.backend_consoles(caller, product).await?;
+            let consoles = domain
+                .backend_consoles(caller, name.as_deref(), version.as_deref())
+                .await?;
             Ok(Some(json!({"available": u8::from(!consoles.is_empty())})))
         }
         (subclass, cmd) => Err(WsError::new(

@@ -148,16 +148,7 @@ async fn authenticate(
     cookie: Option<&str>,
 ) -> Result<(Caller, Option<String>, Value), WsError> {
     let user = live::required(data, "user")?;
-    let text = |name: &str| -> Result<Option<String>, WsError> {
-        match data.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(WsError::new(
-                Code::InvalidField,
-                format!("{name} is a string"),
-            )),
-        }
-    };
+    let text = |name: &str| protocol::text(data, name);
     let wanted = text("session_id")?;
     if let Some(id) = &wanted {
         if id.is_empty() || id.len() > 64 {

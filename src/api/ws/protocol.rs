@@ -87,6 +87,18 @@ impl From<DomainError> for WsError {
     }
 }
 
+/// A string field of a request: absent or null is `None`; another type is refused.
+pub fn text(data: &Map<String, Value>, name: &str) -> Result<Option<String>, WsError> {
+    match data.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(WsError::new(
+            Code::InvalidField,
+            format!("{name} is a string"),
+        )),
+    }
+}
+
 /// What a client sent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {

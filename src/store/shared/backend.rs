@@ -510,21 +510,23 @@ pub(crate) async fn reroute(
     Ok(Some(command))
 }
 
-/// Commands that have not ended, oldest first, with whether their console is live at `now`.
+/// Commands that have not ended (routed to `console`, when given), oldest first, with whether
+/// their console is live at `now`.
 pub(crate) async fn open_commands(
     c: &mut dyn Conn,
     now: OffsetDateTime,
+    console: Option<&str>,
 ) -> Result<Vec<OpenCommand>> {
     let live = compare_time(c.dialect(), "k.expires_at", ">", 1);
     c.query(
         &format!(
             "SELECT {}, CASE WHEN k.id IS NOT NULL AND {live} THEN 1 ELSE 0 END
              FROM backend_commands c LEFT JOIN backend_consoles k ON k.id = c.console
-             WHERE c.state IN ('pending', 'delivered')
+             WHERE c.state IN ('pending', 'delivered') AND ($2 IS NULL OR c.console = $2)
              ORDER BY c.created_at, c.id",
             command_columns_of("c")
         ),
-        args![now],
+        args![now, console],
     )
     .await?
     .iter()

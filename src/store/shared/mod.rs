@@ -759,8 +759,17 @@ impl<E: Engine> BackendStore for E {
         write(self, crate::job!(|c| backend::reroute(c, &id, &from, now))).await
     }
 
-    async fn open_commands(&self, now: OffsetDateTime) -> Result<Vec<OpenCommand>> {
-        read(self, crate::job!(|c| backend::open_commands(c, now))).await
+    async fn open_commands(
+        &self,
+        now: OffsetDateTime,
+        console: Option<&str>,
+    ) -> Result<Vec<OpenCommand>> {
+        let console = console.map(str::to_string);
+        read(
+            self,
+            crate::job!(|c| backend::open_commands(c, now, console.as_deref())),
+        )
+        .await
     }
 }
 
