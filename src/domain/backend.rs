@@ -95,15 +95,13 @@ pub struct CommandRequest {
 }
 
 /// What a console reads of a command.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Payload {
-    #[serde(rename = "CMD_NAME")]
+    /// `CMD_NAME`, `CMD_PROD_NAME`, `CMD_PROD_VERSION`.
     pub name: String,
-    #[serde(rename = "CMD_PROD_NAME")]
     pub prod_name: String,
-    #[serde(rename = "CMD_PROD_VERSION")]
     pub prod_version: String,
-    #[serde(rename = "CMD_PARAMS")]
+    /// `CMD_PARAMS`, in the typed encoding.
     pub params: Value,
 }
 
@@ -307,7 +305,10 @@ impl Domain {
             now,
             deadline: now + Duration::from_secs(self.backend.command_deadline_secs),
         };
-        let changed = Changed::new(self.store.send_command(&new, &caller.actor()).await?);
+        let mut changed = Changed::new(self.store.send_command(&new, &caller.actor()).await?);
+        if changed.value.state == CommandState::Failed {
+            changed.notices.push(super::Notice::NO_BACKEND);
+        }
         tracing::info!(command = %changed.value.id, name = %changed.value.name,
             product = %changed.value.prod_name, version = %changed.value.prod_version,
             state = changed.value.state.as_str(), console = ?changed.value.console,
@@ -622,12 +623,17 @@ impl Domain {
         }
     }
 
-    /// After the live API pushed a command's event to `console`: the command is delivered.
-    pub async fn backend_delivered(&self, id: &str, console: &str) -> Result<()> {
-        self.store
+    /// Before the live API pushes a command's event to `console`: marks it delivered, and says
+    /// whether it is still that console's to take (not routed elsewhere, not ended). Marking first
+    /// means a command whose console goes away is never taken for one it had not seen.
+    pub async fn backend_delivered(&self, id: &str, console: &str) -> Result<bool> {
+        let command = self
+            .store
             .deliver_command(id, console, self.clock.now())
             .await?;
-        Ok(())
+        Ok(command.is_some_and(|c| {
+            c.state == CommandState::Delivered && c.console.as_deref() == Some(console)
+        }))
     }
 
     /// Settles a command whose console went away: a command it had not taken goes to another live
@@ -653,6 +659,13 @@ impl Domain {
                 return Ok(());
             }
         }
+        // The state may have moved since `command` was read (delivered meanwhile, or ended).
+        let Some(command) = self.store.command(&command.id).await? else {
+            return Ok(());
+        };
+        if command.state.is_final() {
+            return Ok(());
+        }
         let description = match command.state {
             CommandState::Pending => format!(
                 "{} before taking the command, and no other service console is registered for \
@@ -663,7 +676,7 @@ impl Domain {
             ),
             _ => format!("{} before answering", why.says()),
         };
-        self.fail(command, description, now).await
+        self.fail(&command, description, now).await
     }
 
     async fn fail(

@@ -119,6 +119,12 @@ impl Notice {
         kind: "POLICY",
         code: "SHADOWED_BY_ANCESTOR_LOCK",
     };
+    /// A product backend command was stored, but no service console serves its product and
+    /// version: it failed at once.
+    pub const NO_BACKEND: Notice = Notice {
+        kind: "BACKEND",
+        code: backend::ERR_NO_BACKEND,
+    };
     /// The change applies to a blocked device, which will not see it until it is unblocked.
     pub const DEVICE_BLOCKED: Notice = Notice {
         kind: "DEVICE",

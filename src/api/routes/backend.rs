@@ -13,8 +13,8 @@ use super::{Refusals, Reply};
 use crate::api::error::ApiError;
 use crate::api::extract::{Auth, Flag, Json, Paging, Query};
 use crate::api::model::{
-    container, BackendCommand, BackendConsole, BackendPayload, Done, ErrorContainer, ListOf,
-    SoftError, Tree,
+    container, soft_errors, BackendCommand, BackendConsole, BackendPayload, Done, ErrorContainer,
+    ListOf, SoftError, Tree,
 };
 use crate::api::ApiState;
 use crate::domain::backend::{CommandRequest, ConsoleOf, EVENT};
@@ -84,14 +84,9 @@ async fn send_command(
                 params,
             },
         )
-        .await?
-        .value;
-    let error_list = (sent.state == CommandState::Failed).then(|| {
-        vec![SoftError {
-            kind: "BACKEND".into(),
-            code: crate::domain::backend::ERR_NO_BACKEND.into(),
-        }]
-    });
+        .await?;
+    let error_list = soft_errors(&sent.notices);
+    let sent = sent.value;
     Ok(axum::Json(SentCommand {
         CMD_ID: sent.id,
         state: sent.state.as_str().into(),

@@ -384,7 +384,7 @@ impl Hub {
     }
 
     /// Pushes a backend command's `KLSRV_EV_PROD_BACKEND_CMD` event to the session holding the
-    /// console it was routed to, if that is here, and marks it delivered.
+    /// console it was routed to, if that is here, once it is marked delivered.
     fn push_command(&self, st: &State, event: &BusEvent) {
         let Some(payload) = &event.payload else {
             return;
@@ -415,11 +415,15 @@ impl Hub {
             at: Some(event.at),
             area: None,
         };
-        session.push(protocol::event(self.next_tid(), live.data(&[])));
-        let domain = self.domain.clone();
+        let frame = protocol::event(self.next_tid(), live.data(&[]));
+        let (domain, session) = (self.domain.clone(), session.clone());
         tokio::spawn(async move {
-            if let Err(e) = domain.backend_delivered(&id, &console).await {
-                tracing::warn!(command = %id, error = %e, "cannot mark a backend command delivered");
+            match domain.backend_delivered(&id, &console).await {
+                Ok(true) => session.push(frame),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(command = %id, error = %e, "cannot mark a backend command delivered");
+                }
             }
         });
     }
