@@ -222,6 +222,7 @@ impl fmt::Debug for Config {
             .field("export", &self.export)
             .field("retention", &self.retention)
             .field("live", &self.live)
+            .field("backend", &self.backend)
             .finish()
     }
 }
